@@ -1,0 +1,186 @@
+"""The ``tilework`` command: serve, demo, run, agents, keys, migrate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tilework.config import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+agents_app = typer.Typer(no_args_is_help=True, help="Manage agents on a running server.")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys in the data folder's store.")
+app.add_typer(agents_app, name="agents")
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True, soft_wrap=True)
+
+ServerUrl = Annotated[
+    str, typer.Option("--url", envvar="TILEWORK_URL", help="Base URL of the tilework server.")
+]
+ApiKeyOption = Annotated[
+    str, typer.Option("--api-key", envvar="TILEWORK_API_KEY", help="API key (Bearer).")
+]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Data folder (TILEWORK_DATA_DIR).")
+    ] = None,
+) -> None:
+    """Run the API server with its embedded workers and webhook dispatcher."""
+    import uvicorn
+
+    from tilework.accounts import bootstrap
+    from tilework.api.app import create_app
+    from tilework.service import Tilework
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {"host": host, "port": port, "data_dir": data_dir}.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    configure_logging(settings.log_level)
+    tw = Tilework.build(settings)
+    tw.db.migrate()
+    first = bootstrap(tw.db, settings.data_dir, configured_key=settings.bootstrap_api_key)
+    if first.api_key:
+        console.print(
+            f"[bold]Admin API key[/bold] (shown once, also kept in {first.key_file}):\n"
+            f"  {first.api_key}"
+        )
+    uvicorn.run(
+        create_app(tw),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def migrate(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Bring the database schema up to date."""
+    from tilework.store.db import Database
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+    configure_logging(settings.log_level)
+    Database(settings.resolved_database_url).migrate()
+    console.print("schema is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    scopes: Annotated[
+        str | None, typer.Option(help="Comma-separated scopes; omit for full access.")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Create an API key for the first organization and print it once."""
+    from sqlalchemy import select
+
+    from tilework.accounts import create_key
+    from tilework.store.db import Database
+    from tilework.store.models import Organization
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    scope_list = [s.strip() for s in scopes.split(",") if s.strip()] if scopes else None
+    with db.write() as session:
+        organization = session.scalars(select(Organization).order_by(Organization.created_at)).first()
+        if organization is None:
+            raise typer.BadParameter("No organization yet; start `tilework serve` once first.")
+        _, plain = create_key(session, organization.id, name=name, scopes=scope_list)
+    typer.echo(plain)
+
+
+@agents_app.command("create")
+def agents_create(
+    file: Annotated[Path, typer.Argument(help="Agent file, YAML or JSON.", exists=True)],
+    url: ServerUrl = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = "",
+) -> None:
+    """Create an agent from a file describing its tiles and connections."""
+    from tilework.client import Client, agent_from_file
+
+    with Client(url, api_key) as client:
+        body = agent_from_file(file)
+        result = client.post("/agent/create", body)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def run(
+    agent_id: Annotated[str, typer.Argument(help="The agent to run.")],
+    videos: Annotated[list[str], typer.Argument(help="Video files or http(s) URLs.")],
+    url: ServerUrl = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = "",
+    callback_url: Annotated[str | None, typer.Option(help="Webhook URL for this run.")] = None,
+    follow: Annotated[bool, typer.Option(help="Wait for the run and show progress.")] = True,
+) -> None:
+    """Upload videos (or pass URLs), start a run, and follow it to the end."""
+    from tilework.client import Client, follow_run
+
+    with Client(url, api_key) as client:
+        files = [v for v in videos if not v.startswith(("http://", "https://"))]
+        links = [v for v in videos if v.startswith(("http://", "https://"))]
+        if files and links:
+            raise typer.BadParameter("give either files or URLs in one run, not both")
+        body: dict[str, Any] = {"callback_url": callback_url} if callback_url else {}
+        if files:
+            body["video_ids"] = [client.upload(Path(f), "video") for f in files]
+        else:
+            body["video_urls"] = links
+        run_id = client.post(f"/agent/{agent_id}/run", body)["run_id"]
+        console.print(f"run {run_id} started")
+        if not follow:
+            typer.echo(run_id)
+            return
+        final = follow_run(client, run_id, console)
+    typer.echo(json.dumps(final, indent=2))
+    if final["status"] not in ("completed", "partial_complete"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        bool, typer.Option(help="Keep serving after the run, until Ctrl-C.")
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the demo keeps its data.")
+    ] = None,
+) -> None:
+    """Start a server and a webhook receiver, then run a three-tile agent on a clip."""
+    from tilework.demo import run_demo
+
+    raise typer.Exit(run_demo(data_dir=data_dir, keep=keep, console=console))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,233 @@
+"""Running one claimed task: the same steps for every executor.
+
+Inputs are resolved to files, the tile runs in a scratch folder under a heartbeat,
+its outputs are stored under a key derived from run, node and task (so a task that
+runs twice writes the same place), and the result is reported to the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tilework.config import Settings
+from tilework.engine.scheduler import ClaimedTask, OutputRecord, Scheduler
+from tilework.errors import Cancelled, TileworkError
+from tilework.media.ffmpeg import CancelToken, FFmpeg
+from tilework.media.probe import probe
+from tilework.media.render import make_thumbnail
+from tilework.media.storage import LocalStorage
+from tilework.store.db import Database
+from tilework.store.models import Asset, Render
+from tilework.tiles.base import MediaFile, SourceSpec, Tile, TileContext, TileOutput
+from tilework.tiles.registry import get_tile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskRunner:
+    settings: Settings
+    db: Database
+    scheduler: Scheduler
+    storage: LocalStorage
+    ffmpeg: FFmpeg
+
+    def execute(self, task: ClaimedTask, cancel: CancelToken) -> None:
+        started = time.monotonic()
+        tile = get_tile(task.node_type_id)
+        progress = _Progress()
+
+        with self._scratch(task) as scratch, self._heartbeat(task, cancel, progress):
+            outcome = self._run_tile(tile, task, scratch, cancel, progress)
+
+        elapsed = time.monotonic() - started
+        log.info(
+            "task %s (%s) of run %s: %s in %.2fs",
+            task.id,
+            tile.name,
+            task.run_id,
+            outcome,
+            elapsed,
+        )
+
+    def _run_tile(
+        self,
+        tile: Tile,
+        task: ClaimedTask,
+        scratch: Path,
+        cancel: CancelToken,
+        progress: _Progress,
+    ) -> str:
+        try:
+            params = tile.Params.model_validate(task.params)
+            source = self._resolve_input(task)
+            ctx = self._context(task, scratch, cancel, progress)
+            outputs = tile.run(params, source, ctx)
+            cancel.raise_if_cancelled()
+            records = [self._store(task, index, out) for index, out in enumerate(outputs)]
+        except Cancelled:
+            return "cancelled"
+        except ValidationError as exc:
+            self.scheduler.fail(task, f"{tile.name} params are not valid: {_pydantic(exc)}")
+            return "failed"
+        except TileworkError as exc:
+            self.scheduler.fail(task, str(exc))
+            return "failed"
+        except Exception as exc:
+            log.exception("task %s crashed in %s", task.id, tile.name)
+            self.scheduler.fail(
+                task, f"{tile.name} stopped on an internal error ({type(exc).__name__})."
+            )
+            return "failed"
+
+        if not records:
+            self.scheduler.fail(task, f"{tile.name} produced no output.")
+            return "failed"
+        return "completed" if self.scheduler.complete(task, records) else "superseded"
+
+    def _resolve_input(self, task: ClaimedTask) -> Any:
+        item = task.item
+        if "render_id" in item:
+            path = self._render_path(str(item["render_id"]))
+            return MediaFile(path=path, info=probe(path))
+        if "source" in item:
+            return self._source_spec(item["source"])
+        return None
+
+    def _source_spec(self, source: dict[str, Any]) -> SourceSpec:
+        clip = {
+            "clip_start_ms": source.get("clip_start_ms"),
+            "clip_end_ms": source.get("clip_end_ms"),
+            "label": source.get("label"),
+        }
+        if source["kind"] == "url":
+            return SourceSpec(url=str(source["ref"]), **clip)
+        if source["kind"] == "render":
+            return SourceSpec(path=self._render_path(str(source["ref"])), **clip)
+        with self.db.read() as session:
+            asset = session.get(Asset, source["ref"])
+            key = asset.storage_key if asset is not None else None
+        if key is None:
+            raise TileworkError(f"The uploaded video {source['ref']} is gone.")
+        return SourceSpec(path=self.storage.path(key), **clip)
+
+    def _render_path(self, render_id: str) -> Path:
+        with self.db.read() as session:
+            render = session.get(Render, render_id)
+            key = render.storage_key if render is not None else None
+        if key is None or not self.storage.exists(key):
+            raise TileworkError(f"The render {render_id} is no longer stored.")
+        return self.storage.path(key)
+
+    def _context(
+        self, task: ClaimedTask, scratch: Path, cancel: CancelToken, progress: _Progress
+    ) -> TileContext:
+        return TileContext(
+            run_id=task.run_id,
+            node_id=task.node_id,
+            task_id=task.id,
+            scratch=scratch,
+            ffmpeg=self.ffmpeg,
+            cancel=cancel,
+            report_progress=progress.set,
+            x264_preset=self.settings.x264_preset,
+            fetch_allow_networks=self.settings.fetch_allow_networks,
+            max_input_bytes=self.settings.max_video_bytes,
+            max_input_seconds=self.settings.max_input_seconds,
+        )
+
+    def _store(self, task: ClaimedTask, index: int, output: TileOutput) -> OutputRecord:
+        info = probe(output.path)
+        filename = output.name or output.path.name
+        prefix = f"renders/{task.run_id}/{task.node_id}/{task.id}/{index}"
+        key = f"{prefix}/{filename}"
+        self.storage.put_file(output.path, key)
+
+        thumbnail_key = None
+        if info.has_video:
+            thumb = output.path.with_name(f"{output.path.stem}-thumb.jpg")
+            make_thumbnail(output.path, thumb, ffmpeg=self.ffmpeg)
+            thumbnail_key = f"{prefix}/thumbnail.jpg"
+            self.storage.put_file(thumb, thumbnail_key)
+
+        return OutputRecord(
+            storage_key=key,
+            filename=filename,
+            media_info=info.to_dict(),
+            thumbnail_key=thumbnail_key,
+            extra=_json_safe(output.metadata),
+        )
+
+    @contextmanager
+    def _scratch(self, task: ClaimedTask) -> Iterator[Path]:
+        folder = self.settings.data_dir / "scratch" / f"{task.id}-{task.attempt}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @contextmanager
+    def _heartbeat(
+        self, task: ClaimedTask, cancel: CancelToken, progress: _Progress
+    ) -> Iterator[None]:
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.settings.heartbeat_seconds):
+                try:
+                    ours = self.scheduler.heartbeat(task.id, task.worker_id, progress.value)
+                except Exception:
+                    log.warning("heartbeat of task %s failed", task.id, exc_info=True)
+                    continue
+                if not ours:
+                    log.info("task %s was cancelled or taken over; stopping", task.id)
+                    cancel.cancel()
+                    return
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{task.id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def set(self, percent: float) -> None:
+        self.value = percent
+
+
+def _pydantic(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+

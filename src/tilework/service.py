@@ -1,0 +1,104 @@
+"""Wiring: every long-lived part of a tilework process, built from settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tilework.config import Settings
+from tilework.engine.events import Outbox
+from tilework.engine.scheduler import Scheduler
+from tilework.engine.views import Viewer
+from tilework.executors.local import LocalExecutor
+from tilework.executors.runner import TaskRunner
+from tilework.media.ffmpeg import FFmpeg, find_ffmpeg
+from tilework.media.signing import UrlSigner, load_or_create_key
+from tilework.media.storage import LocalStorage
+from tilework.store.db import Database
+from tilework.tiles.catalog import TileCatalog
+from tilework.webhooks.dispatcher import Dispatcher, DispatchPolicy
+from tilework.webhooks.sender import HttpSender, Sender
+
+log = logging.getLogger(__name__)
+
+
+class MediaLinks:
+    """Signed, expiring links to stored media, served by ``GET /files/...``."""
+
+    def __init__(self, signer: UrlSigner, ttl_seconds: int) -> None:
+        self.signer = signer
+        self.ttl = ttl_seconds
+
+    def media(self, key: str, *, filename: str | None = None, ttl: int | None = None) -> str:
+        params = {"filename": filename} if filename else None
+        return self.signer.sign(
+            file_path(key), ttl_seconds=ttl or self.ttl, params=params
+        )
+
+
+def file_path(key: str) -> str:
+    """The decoded URL path of a stored file; the signer percent-encodes it."""
+    return "/files/" + key
+
+
+@dataclass
+class Tilework:
+    settings: Settings
+    db: Database
+    storage: LocalStorage
+    signer: UrlSigner
+    links: MediaLinks
+    catalog: TileCatalog
+    viewer: Viewer
+    scheduler: Scheduler
+    ffmpeg: FFmpeg
+    dispatcher: Dispatcher
+    executor: LocalExecutor | None
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, sender: Sender | None = None, execute: bool = True
+    ) -> Tilework:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        storage = LocalStorage(settings.media_dir)
+        signer = UrlSigner(load_or_create_key(settings.data_dir, settings.signing_key), settings.base_url)
+        links = MediaLinks(signer, settings.signed_url_ttl_seconds)
+        catalog = TileCatalog()
+        viewer = Viewer(links=links, describe_type=catalog.describe)
+        outbox = Outbox(viewer, coalesce_seconds=settings.webhook_coalesce_seconds)
+        scheduler = Scheduler(
+            db, outbox, is_input=catalog.is_input, lease_seconds=settings.task_lease_seconds
+        )
+        ffmpeg = FFmpeg(find_ffmpeg(settings.ffmpeg_binary))
+        dispatcher = Dispatcher(
+            db,
+            sender or HttpSender(allow=settings.webhook_allow_networks, timeout=settings.webhook_timeout_seconds),
+            DispatchPolicy(
+                retry_schedule=settings.webhook_retry_schedule,
+                order_wait_seconds=settings.webhook_order_wait_seconds,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                max_payload_bytes=settings.webhook_max_payload_bytes,
+            ),
+        )
+        outbox.on_emit = dispatcher.wake.set
+        executor = None
+        if execute:
+            runner = TaskRunner(settings, db, scheduler, storage, ffmpeg)
+            executor = LocalExecutor(runner, scheduler, workers=settings.workers)
+        return cls(
+            settings, db, storage, signer, links, catalog, viewer, scheduler, ffmpeg, dispatcher, executor
+        )
+
+    def start(self) -> None:
+        self.db.migrate()
+        if self.executor is not None:
+            self.executor.start()
+        self.dispatcher.start()
+        log.info("tilework started (data in %s)", self.settings.data_dir.resolve())
+
+    def stop(self) -> None:
+        if self.executor is not None:
+            self.executor.stop()
+        self.dispatcher.stop()
+        self.db.dispose()

@@ -1,0 +1,259 @@
+"""The outbox relay: claims due events, sends them, records every attempt.
+
+Delivery is at least once and ordered per run: an event waits while an earlier event
+of its run is still pending, but at most ``order_wait`` seconds, so one failing
+callback cannot hold the rest for its whole retry schedule. Events of other runs
+never wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.orm import Session, aliased
+
+from tilework.store.db import Database
+from tilework.store.models import GoneUrl, WebhookAttempt, WebhookEvent, Workspace, utcnow
+from tilework.webhooks.sender import Sender, SendResult
+from tilework.webhooks.signing import mosaic_headers, standard_headers
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 0.1
+CLAIM_BATCH = 64
+JITTER = 0.2
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    retry_schedule: Sequence[float]
+    order_wait_seconds: float = 60.0
+    timeout_seconds: float = 15.0
+    max_payload_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    run_id: str
+    url: str
+    body: bytes
+    attempts: int
+    secret: str | None
+    signing_secrets: tuple[str, ...]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        sender: Sender,
+        policy: DispatchPolicy,
+        *,
+        concurrency: int = 8,
+    ) -> None:
+        self.db = db
+        self.sender = sender
+        self.policy = policy
+        self.concurrency = concurrency
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="webhook-dispatcher")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook") as pool:
+            while not self._stop.is_set():
+                try:
+                    batch = self.claim()
+                except Exception:
+                    self._back_off("claiming webhook events failed")
+                    continue
+                self._failures = 0
+                if not batch:
+                    self.wake.wait(IDLE_POLL_SECONDS)
+                    self.wake.clear()
+                    continue
+                list(pool.map(self.deliver, batch))
+
+    def _back_off(self, message: str) -> None:
+        self._failures += 1
+        delay = min(30.0, 0.5 * 2 ** min(self._failures, 6))
+        if self._failures == 1 or self._failures % 10 == 0:
+            log.error("%s (%d in a row); retrying in %.1fs", message, self._failures, delay, exc_info=True)
+        self._stop.wait(delay)
+
+    def claim(self, now: datetime | None = None) -> list[Claimed]:
+        """Take the due events (one per run) and mark them in flight."""
+        now = now or utcnow()
+        with self.db.write() as session:
+            events = session.scalars(self._due_query(now)).all()
+            chosen: dict[str, WebhookEvent] = {}
+            for event in events:
+                chosen.setdefault(event.run_id, event)
+
+            claimed = []
+            for event in chosen.values():
+                event.claimed_until = now + timedelta(seconds=self.policy.timeout_seconds + 30)
+                if event.body is None:
+                    event.body = _encode(event.payload)
+                claimed.append(self._claimed(session, event))
+            return claimed
+
+    def _due_query(self, now: datetime):  # type: ignore[no-untyped-def]
+        earlier = aliased(WebhookEvent)
+        waiting_on_earlier = exists().where(
+            and_(
+                earlier.run_id == WebhookEvent.run_id,
+                earlier.sequence < WebhookEvent.sequence,
+                earlier.status == "pending",
+                earlier.created_at > now - timedelta(seconds=self.policy.order_wait_seconds),
+            )
+        )
+        query = (
+            select(WebhookEvent)
+            .where(
+                WebhookEvent.status == "pending",
+                WebhookEvent.next_attempt_at <= now,
+                (WebhookEvent.claimed_until.is_(None)) | (WebhookEvent.claimed_until < now),
+                ~waiting_on_earlier,
+            )
+            .order_by(WebhookEvent.next_attempt_at, WebhookEvent.sequence)
+            .limit(CLAIM_BATCH)
+        )
+        if not self.db.is_sqlite:
+            query = query.with_for_update(of=WebhookEvent, skip_locked=True)
+        return query
+
+    def _claimed(self, session: Session, event: WebhookEvent) -> Claimed:
+        workspace = session.get_one(Workspace, event.workspace_id)
+        signing = [workspace.signing_secret] if workspace.signing_secret else []
+        if workspace.previous_signing_secret and workspace.previous_secret_expires_at:
+            if workspace.previous_secret_expires_at > utcnow():
+                signing.append(workspace.previous_signing_secret)
+        return Claimed(
+            id=event.id,
+            run_id=event.run_id,
+            url=event.url,
+            body=event.body or b"",
+            attempts=event.attempts,
+            secret=workspace.webhook_secret,
+            signing_secrets=tuple(signing),
+        )
+
+    def deliver(self, event: Claimed) -> SendResult | None:
+        if len(event.body) > self.policy.max_payload_bytes:
+            self._refuse_oversize(event)
+            return None
+        if self._is_gone(event.url):
+            self._record(event, SendResult(410, 0.0, "the URL answered 410 Gone earlier", None, "gone"))
+            return None
+
+        headers = self._headers(event)
+        result = self.sender.send(event.url, event.body, headers)
+        self._record(event, result)
+        return result
+
+    def _headers(self, event: Claimed) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "tilework-webhooks"}
+        headers.update(mosaic_headers(event.secret))
+        if event.signing_secrets:
+            timestamp = int(time.time())
+            headers.update(
+                standard_headers(event.signing_secrets, event.id, timestamp, event.body)
+            )
+        return headers
+
+    def _record(self, event: Claimed, result: SendResult) -> None:
+        now = utcnow()
+        with self.db.write() as session:
+            row = session.get_one(WebhookEvent, event.id)
+            row.attempts += 1
+            row.claimed_until = None
+            row.last_error = result.error
+            session.add(
+                WebhookAttempt(
+                    event_id=event.id,
+                    attempted_at=now,
+                    status_code=result.status_code,
+                    duration_ms=result.duration_ms,
+                    outcome=result.outcome,
+                    error=result.error,
+                )
+            )
+            self._apply_outcome(session, row, result, now)
+        log.info(
+            "webhook %s (run %s, attempt %d) -> %s %s in %.0fms",
+            event.id,
+            event.run_id,
+            event.attempts + 1,
+            result.outcome,
+            result.status_code if result.status_code is not None else "-",
+            result.duration_ms,
+        )
+
+    def _apply_outcome(
+        self, session: Session, row: WebhookEvent, result: SendResult, now: datetime
+    ) -> None:
+        if result.outcome == "delivered":
+            row.status = "delivered"
+            row.delivered_at = now
+            return
+        if result.outcome == "gone":
+            row.status = "failed"
+            if session.get(GoneUrl, row.url) is None:
+                session.add(GoneUrl(url=row.url, workspace_id=row.workspace_id, gone_at=now))
+            return
+        if result.outcome == "blocked" or row.attempts > len(self.policy.retry_schedule):
+            row.status = "failed"
+            log.warning("webhook %s gave up after %d attempts: %s", row.id, row.attempts, result.error)
+            return
+        row.next_attempt_at = now + timedelta(seconds=self._delay(row.attempts, result))
+
+    def _delay(self, attempts: int, result: SendResult) -> float:
+        base = self.policy.retry_schedule[attempts - 1]
+        delay = base * random.uniform(1 - JITTER, 1 + JITTER)
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
+        return delay
+
+    def _is_gone(self, url: str) -> bool:
+        with self.db.read() as session:
+            return session.get(GoneUrl, url) is not None
+
+    def _refuse_oversize(self, event: Claimed) -> None:
+        message = (
+            f"the event is {len(event.body)} bytes, over the "
+            f"{self.policy.max_payload_bytes}-byte webhook limit; it was not sent"
+        )
+        log.error("webhook %s of run %s refused: %s", event.id, event.run_id, message)
+        with self.db.write() as session:
+            session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event.id)
+                .values(status="failed", last_error=message, claimed_until=None)
+            )
+
+
+def _encode(payload: object) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
