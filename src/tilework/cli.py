@@ -6,18 +6,25 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from tilework.config import Settings
 
+if TYPE_CHECKING:
+    from tilework.store.db import Database
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 agents_app = typer.Typer(no_args_is_help=True, help="Manage agents on a running server.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys in the data folder's store.")
+orgs_app = typer.Typer(no_args_is_help=True, help="Manage organizations in the store.")
+workspaces_app = typer.Typer(no_args_is_help=True, help="Manage workspaces in the store.")
 app.add_typer(agents_app, name="agents")
 app.add_typer(keys_app, name="keys")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(workspaces_app, name="workspaces")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -84,11 +91,7 @@ def migrate(
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """Bring the database schema up to date."""
-    from tilework.store.db import Database
-
-    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
-    configure_logging(settings.log_level)
-    Database(settings.resolved_database_url).migrate()
+    _database(data_dir)
     console.print("schema is up to date")
 
 
@@ -104,12 +107,9 @@ def keys_create(
     from sqlalchemy import select
 
     from tilework.accounts import create_key
-    from tilework.store.db import Database
     from tilework.store.models import Organization
 
-    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
-    db = Database(settings.resolved_database_url)
-    db.migrate()
+    db = _database(data_dir)
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()] if scopes else None
     with db.write() as session:
         organization = session.scalars(select(Organization).order_by(Organization.created_at)).first()
@@ -117,6 +117,58 @@ def keys_create(
             raise typer.BadParameter("No organization yet; start `tilework serve` once first.")
         _, plain = create_key(session, organization.id, name=name, scopes=scope_list)
     typer.echo(plain)
+
+
+@orgs_app.command("create")
+def orgs_create(
+    name: Annotated[str, typer.Argument(help="The organization's name.")],
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Create an organization with a default workspace; print its ids and admin key."""
+    from tilework.accounts import create_key, create_organization
+
+    db = _database(data_dir)
+    with db.write() as session:
+        organization, workspace = create_organization(session, name)
+        _, plain = create_key(session, organization.id, name="admin")
+        ids = {"organization_id": organization.id, "workspace_id": workspace.id}
+    typer.echo(json.dumps({**ids, "api_key": plain}))
+
+
+@workspaces_app.command("create")
+def workspaces_create(
+    name: Annotated[str, typer.Argument(help="The workspace's name.")],
+    organization: Annotated[
+        str | None, typer.Option(help="Organization id; the first one when omitted.")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Create a workspace in an organization and print its id."""
+    from sqlalchemy import select
+
+    from tilework.store.models import Organization, Workspace
+
+    db = _database(data_dir)
+    with db.write() as session:
+        query = select(Organization).order_by(Organization.created_at)
+        if organization:
+            query = query.where(Organization.id == organization)
+        owner = session.scalars(query).first()
+        if owner is None:
+            raise typer.BadParameter("No such organization.")
+        workspace = Workspace(organization_id=owner.id, name=name)
+        session.add(workspace)
+        session.flush()
+        typer.echo(workspace.id)
+
+
+def _database(data_dir: Path | None) -> Database:
+    from tilework.store.db import Database
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return db
 
 
 @agents_app.command("create")

@@ -124,6 +124,11 @@ def _shorthand_entry(
             f"this agent has {len(inputs)} Video Input tiles; send video_inputs with "
             "one entry per tile"
         ]
+    if not shorthand:
+        return {}, [
+            "no input was given; this agent starts from a Video Input, so send "
+            "video_ids, node_render_ids, video_urls or video_inputs"
+        ]
     if len(shorthand) > 1:
         return {}, [
             f"send one input form at a time ({', '.join(shorthand)} were all sent); "
