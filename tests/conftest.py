@@ -24,7 +24,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A tilework server on a fresh PostgreSQL database."""
     with postgres_database() as url:
-        process = ServerProcess(tmp_path_factory.mktemp("pg-server"), database_url=url).start()
+        process = ServerProcess(
+            tmp_path_factory.mktemp("pg-server"), database_url=url
+        ).start()
         yield process
         process.stop()
 

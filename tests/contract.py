@@ -24,13 +24,23 @@ OUTPUT = {
 }
 INPUT = {"video_url", "thumbnail_url"}
 COUNTS = {"completed", "in_progress", "failed"}
-NODE_STATUSES = {"completed", "running", "queued", "failed", "blocked", "partial_complete", "cancelled"}
+NODE_STATUSES = {
+    "completed",
+    "running",
+    "queued",
+    "failed",
+    "blocked",
+    "partial_complete",
+    "cancelled",
+}
 
 
 def check_event(event: dict[str, Any]) -> None:
-    """Fail unless ``event`` has exactly the fields its flag promises, of the right types."""
+    """Fail unless ``event`` has exactly its flag's fields, of the right types."""
     flag = event["flag"]
-    assert set(event) == BY_FLAG[flag], f"{flag} fields: {sorted(set(event) ^ BY_FLAG[flag])}"
+    assert set(event) == BY_FLAG[flag], (
+        f"{flag} fields: {sorted(set(event) ^ BY_FLAG[flag])}"
+    )
     assert set(event["node_status_counts"]) == COUNTS
     assert isinstance(event["sequence"], int) and event["sequence"] >= 1
     assert event["triggered_by"] is None or isinstance(event["triggered_by"], dict)

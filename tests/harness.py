@@ -55,7 +55,9 @@ class ServerProcess:
 
     def environment(self) -> dict[str, str]:
         env = {
-            key: value for key, value in os.environ.items() if not key.startswith("TILEWORK_")
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("TILEWORK_")
         }
         env.update(
             {
@@ -96,7 +98,9 @@ class ServerProcess:
                 return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError(f"the server did not answer within {timeout} s:\n{self.log()}")
+        raise RuntimeError(
+            f"the server did not answer within {timeout} s:\n{self.log()}"
+        )
 
     def log(self) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -137,7 +141,9 @@ class ServerProcess:
 class Api:
     """A thin httpx wrapper that knows the API's conventions."""
 
-    def __init__(self, base_url: str, key: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base_url: str, key: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.http = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {key}", **(headers or {})},
@@ -151,7 +157,9 @@ class Api:
         return self.http.post(path, json=body if body is not None else {})
 
     def ok(self, response: httpx.Response, status: int = 200) -> Any:
-        assert response.status_code == status, f"{response.status_code}: {response.text}"
+        assert response.status_code == status, (
+            f"{response.status_code}: {response.text}"
+        )
         return response.json()
 
     def upload(self, path: Path, kind: str = "video") -> str:
@@ -164,23 +172,45 @@ class Api:
                 timeout=60,
             )
         assert sent.status_code == 200, sent.text
-        self.ok(self.post(f"/uploads/{kind}/finalize_upload", {f"{kind}_id": grant[f"{kind}_id"]}))
+        self.ok(
+            self.post(
+                f"/uploads/{kind}/finalize_upload", {f"{kind}_id": grant[f"{kind}_id"]}
+            )
+        )
         return str(grant[f"{kind}_id"])
 
-    def create_agent(self, nodes: list[tuple[str, str, dict[str, Any]]], edges: list[tuple[str, str]]) -> tuple[str, dict[str, str]]:
+    def create_agent(
+        self, nodes: list[tuple[str, str, dict[str, Any]]], edges: list[tuple[str, str]]
+    ) -> tuple[str, dict[str, str]]:
         """Create an agent from ``(ref, node_type_id, params)`` nodes and ref edges."""
         operations: list[dict[str, Any]] = [
-            {"op": "create_node", "temp_ref_id": ref, "node_type_id": kind, "params_used": params}
+            {
+                "op": "create_node",
+                "temp_ref_id": ref,
+                "node_type_id": kind,
+                "params_used": params,
+            }
             for ref, kind, params in nodes
         ]
         operations += [
-            {"op": "create_connection", "source_temp_ref_id": a, "target_temp_ref_id": b}
+            {
+                "op": "create_connection",
+                "source_temp_ref_id": a,
+                "target_temp_ref_id": b,
+            }
             for a, b in edges
         ]
-        body = self.ok(self.post("/agent/create", {"name": "test agent", "operations": operations}))
+        body = self.ok(
+            self.post("/agent/create", {"name": "test agent", "operations": operations})
+        )
         return body["agent_id"], body["created_nodes"]
 
-    def wait(self, run_id: str, timeout: float = 120.0, until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        run_id: str,
+        timeout: float = 120.0,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.ok(self.get(f"/agent_run/{run_id}"))
@@ -208,7 +238,10 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
-        self.respond: Callable[[Received], tuple[int, dict[str, str]]] = lambda r: (200, {})
+        self.respond: Callable[[Received], tuple[int, dict[str, str]]] = lambda r: (
+            200,
+            {},
+        )
         self.lock = threading.Lock()
         receiver = self
 
@@ -242,14 +275,17 @@ class Receiver:
             items = [r.json for r in self.received]
         return [e for e in items if run_id is None or e.get("run_id") == run_id]
 
-    def wait_for(self, flag: str, run_id: str, timeout: float = 20.0, count: int = 1) -> list[dict[str, Any]]:
+    def wait_for(
+        self, flag: str, run_id: str, timeout: float = 20.0, count: int = 1
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [e for e in self.events(run_id) if e["flag"] == flag]
             if len(found) >= count:
                 return found
             time.sleep(0.05)
-        raise AssertionError(f"no {flag} for run {run_id}; got {[e['flag'] for e in self.events(run_id)]}")
+        flags = [e["flag"] for e in self.events(run_id)]
+        raise AssertionError(f"no {flag} for run {run_id}; got {flags}")
 
     def close(self) -> None:
         self.server.shutdown()

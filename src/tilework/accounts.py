@@ -57,7 +57,9 @@ def create_organization(
     organization = Organization(name=name)
     session.add(organization)
     session.flush()
-    workspace = Workspace(organization_id=organization.id, name=workspace_name, is_default=True)
+    workspace = Workspace(
+        organization_id=organization.id, name=workspace_name, is_default=True
+    )
     session.add(workspace)
     session.flush()
     return organization, workspace
@@ -94,7 +96,9 @@ def bootstrap(db: Database, data_dir: Path, *, configured_key: str | None) -> Bo
 def _ensure_key(session: Session, key: str) -> Bootstrap:
     if session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first():
         return Bootstrap(False, None, None)
-    organization = session.scalars(select(Organization).order_by(Organization.created_at)).first()
+    organization = session.scalars(
+        select(Organization).order_by(Organization.created_at)
+    ).first()
     if organization is None:
         organization, _ = create_organization(session, "My organization")
     create_key(session, organization.id, key=key, name="bootstrap")

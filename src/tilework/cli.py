@@ -17,10 +17,16 @@ if TYPE_CHECKING:
     from tilework.store.db import Database
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-agents_app = typer.Typer(no_args_is_help=True, help="Manage agents on a running server.")
-keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys in the data folder's store.")
+agents_app = typer.Typer(
+    no_args_is_help=True, help="Manage agents on a running server."
+)
+keys_app = typer.Typer(
+    no_args_is_help=True, help="Manage API keys in the data folder's store."
+)
 orgs_app = typer.Typer(no_args_is_help=True, help="Manage organizations in the store.")
-workspaces_app = typer.Typer(no_args_is_help=True, help="Manage workspaces in the store.")
+workspaces_app = typer.Typer(
+    no_args_is_help=True, help="Manage workspaces in the store."
+)
 app.add_typer(agents_app, name="agents")
 app.add_typer(keys_app, name="keys")
 app.add_typer(orgs_app, name="orgs")
@@ -29,7 +35,10 @@ app.add_typer(workspaces_app, name="workspaces")
 console = Console(stderr=True, soft_wrap=True)
 
 ServerUrl = Annotated[
-    str, typer.Option("--url", envvar="TILEWORK_URL", help="Base URL of the tilework server.")
+    str,
+    typer.Option(
+        "--url", envvar="TILEWORK_URL", help="Base URL of the tilework server."
+    ),
 ]
 ApiKeyOption = Annotated[
     str, typer.Option("--api-key", envvar="TILEWORK_API_KEY", help="API key (Bearer).")
@@ -71,7 +80,9 @@ def serve(
     configure_logging(settings.log_level)
     tw = Tilework.build(settings)
     tw.db.migrate()
-    first = bootstrap(tw.db, settings.data_dir, configured_key=settings.bootstrap_api_key)
+    first = bootstrap(
+        tw.db, settings.data_dir, configured_key=settings.bootstrap_api_key
+    )
     if first.api_key:
         console.print(
             f"[bold]Admin API key[/bold] (shown once, also kept in {first.key_file}):\n"
@@ -112,9 +123,13 @@ def keys_create(
     db = _database(data_dir)
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()] if scopes else None
     with db.write() as session:
-        organization = session.scalars(select(Organization).order_by(Organization.created_at)).first()
+        organization = session.scalars(
+            select(Organization).order_by(Organization.created_at)
+        ).first()
         if organization is None:
-            raise typer.BadParameter("No organization yet; start `tilework serve` once first.")
+            raise typer.BadParameter(
+                "No organization yet; start `tilework serve` once first."
+            )
         _, plain = create_key(session, organization.id, name=name, scopes=scope_list)
     typer.echo(plain)
 
@@ -165,7 +180,7 @@ def workspaces_create(
 def _database(data_dir: Path | None) -> Database:
     from tilework.store.db import Database
 
-    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
     db = Database(settings.resolved_database_url)
     db.migrate()
     return db
@@ -173,7 +188,9 @@ def _database(data_dir: Path | None) -> Database:
 
 @agents_app.command("create")
 def agents_create(
-    file: Annotated[Path, typer.Argument(help="Agent file, YAML or JSON.", exists=True)],
+    file: Annotated[
+        Path, typer.Argument(help="Agent file, YAML or JSON.", exists=True)
+    ],
     url: ServerUrl = "http://127.0.0.1:8000",
     api_key: ApiKeyOption = "",
 ) -> None:
@@ -192,8 +209,12 @@ def run(
     videos: Annotated[list[str], typer.Argument(help="Video files or http(s) URLs.")],
     url: ServerUrl = "http://127.0.0.1:8000",
     api_key: ApiKeyOption = "",
-    callback_url: Annotated[str | None, typer.Option(help="Webhook URL for this run.")] = None,
-    follow: Annotated[bool, typer.Option(help="Wait for the run and show progress.")] = True,
+    callback_url: Annotated[
+        str | None, typer.Option(help="Webhook URL for this run.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option(help="Wait for the run and show progress.")
+    ] = True,
 ) -> None:
     """Upload videos (or pass URLs), start a run, and follow it to the end."""
     from tilework.client import Client, follow_run

@@ -29,7 +29,9 @@ class ApiFailure(Exception):
 class Client:
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0) -> None:
         if not api_key:
-            raise ValueError("An API key is needed: pass --api-key or set TILEWORK_API_KEY.")
+            raise ValueError(
+                "An API key is needed: pass --api-key or set TILEWORK_API_KEY."
+            )
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}"},
@@ -80,16 +82,29 @@ def _body(response: httpx.Response) -> Any:
 
 
 def follow_run(
-    client: Client, run_id: str, console: Console, *, poll: float = 0.5, timeout: float = 3600
+    client: Client,
+    run_id: str,
+    console: Console,
+    *,
+    poll: float = 0.5,
+    timeout: float = 3600,
 ) -> dict[str, Any]:
     """Poll a run's progress with a live bar until it ends; return the final run."""
     deadline = time.monotonic() + timeout
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(f"run {run_id[:8]}", total=100, info="")
         while time.monotonic() < deadline:
             progress = client.get(f"/agent_run/{run_id}/progress")
-            running = [n["node_type"]["node_type_name"] for n in progress["nodes"] if n["status"] == "running"]
+            running = [
+                n["node_type"]["node_type_name"]
+                for n in progress["nodes"]
+                if n["status"] == "running"
+            ]
             bar.update(
                 task,
                 completed=progress["completed_node_percent"],
@@ -142,4 +157,3 @@ def agent_body(data: dict[str, Any]) -> dict[str, Any]:
         "description": data.get("description"),
         "operations": operations,
     }
-

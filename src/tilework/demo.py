@@ -28,7 +28,7 @@ from tilework.accounts import bootstrap, create_key
 from tilework.api.app import create_app
 from tilework.client import Client, agent_body, follow_run
 from tilework.config import Settings
-from tilework.media.ffmpeg import FFmpeg, find_ffmpeg
+from tilework.media.ffmpeg import FFmpeg
 from tilework.media.probe import probe_video
 from tilework.service import Tilework
 from tilework.store.models import Organization
@@ -83,7 +83,9 @@ class Receiver:
             self.server.shutdown()
 
     def flags(self) -> list[str]:
-        return [event["flag"] for event in sorted(self.events, key=lambda e: e["sequence"])]
+        return [
+            event["flag"] for event in sorted(self.events, key=lambda e: e["sequence"])
+        ]
 
 
 def free_port() -> int:
@@ -94,10 +96,12 @@ def free_port() -> int:
 
 def make_sample(path: Path, ffmpeg: FFmpeg) -> Path:
     """A 640x360 test picture with speech-like audio and a silent gap at 2.4-3.6 s."""
+    picture = f"testsrc2=size=640x360:rate=25:duration={CLIP_SECONDS}"
+    sound = f"aevalsrc='{SPEECH_LIKE}':s=48000:d={CLIP_SECONDS}"
     ffmpeg.run(
         [
-            "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=25:duration={CLIP_SECONDS}",
-            "-f", "lavfi", "-i", f"aevalsrc='{SPEECH_LIKE}':s=48000:d={CLIP_SECONDS}",
+            "-f", "lavfi", "-i", picture,
+            "-f", "lavfi", "-i", sound,
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
             "-c:a", "aac", "-shortest", str(path),
         ],
@@ -146,7 +150,9 @@ def run_demo(*, data_dir: Path | None, keep: bool, console: Console) -> int:
     receiver = Receiver()
     callback = receiver.start()
     server, tw = start_server(settings)
-    console.print(f"[bold]tilework[/bold] serving on {settings.base_url} (data in {data_dir})")
+    console.print(
+        f"[bold]tilework[/bold] serving on {settings.base_url} (data in {data_dir})"
+    )
     console.print(f"webhook receiver on {callback}")
 
     try:
@@ -172,7 +178,9 @@ def _drive(
     with Client(settings.base_url, key) as client:
         client.post("/webhooks/settings", {"secret": DEMO_SECRET})
         agent = client.post("/agent/create", agent_body(AGENT))
-        console.print(f"created agent {agent['agent_id']} ({len(AGENT['nodes'])} tiles)")
+        console.print(
+            f"created agent {agent['agent_id']} ({len(AGENT['nodes'])} tiles)"
+        )
         video_id = client.upload(sample, "video")
         console.print(f"uploaded the clip as video {video_id}")
 
@@ -199,9 +207,15 @@ def _wait_for_finish(receiver: Receiver, timeout: float = 10.0) -> None:
 
 
 def _report(
-    run: dict[str, Any], receiver: Receiver, settings: Settings, console: Console, elapsed: float
+    run: dict[str, Any],
+    receiver: Receiver,
+    settings: Settings,
+    console: Console,
+    elapsed: float,
 ) -> bool:
-    console.print(f"\nrun {run['run_id']}: [bold]{run['status']}[/bold] in {elapsed:.1f} s")
+    console.print(
+        f"\nrun {run['run_id']}: [bold]{run['status']}[/bold] in {elapsed:.1f} s"
+    )
     problems: list[str] = []
     if run["status"] != "completed":
         problems.append(f"the run ended {run['status']}: {run['status_message']}")
@@ -209,7 +223,9 @@ def _report(
     for output in run["outputs"]:
         console.print(f"  output {output['id']}\n    video:     {output['video_url']}")
         console.print(f"    thumbnail: {output['thumbnail_url']}")
-        problems += _check_output(output["video_url"], settings.data_dir / "demo-output.mp4", console)
+        problems += _check_output(
+            output["video_url"], settings.data_dir / "demo-output.mp4", console
+        )
     if not run["outputs"]:
         problems.append("the run produced no outputs")
 
@@ -217,7 +233,9 @@ def _report(
     for problem in problems:
         console.print(f"[red]problem:[/red] {problem}")
     if not problems:
-        console.print("[green]demo finished: the run completed and every webhook arrived[/green]")
+        console.print(
+            "[green]demo finished: the run completed and every webhook arrived[/green]"
+        )
     return not problems
 
 
@@ -238,12 +256,22 @@ def _check_output(url: str, dest: Path, console: Console) -> list[str]:
 
 
 def _show_webhooks(receiver: Receiver, console: Console) -> list[str]:
-    table = Table("seq", "flag", "status", "X-Mosaic-Signature", title="webhooks received")
-    ordered = sorted(zip(receiver.events, receiver.headers), key=lambda p: p[0]["sequence"])
+    table = Table(
+        "seq", "flag", "status", "X-Mosaic-Signature", title="webhooks received"
+    )
+    ordered = sorted(
+        zip(receiver.events, receiver.headers, strict=True),
+        key=lambda p: p[0]["sequence"],
+    )
     for event, headers in ordered:
-        signature = headers.get("X-Mosaic-Signature") or headers.get("x-mosaic-signature")
+        signature = headers.get("X-Mosaic-Signature") or headers.get(
+            "x-mosaic-signature"
+        )
         table.add_row(
-            str(event["sequence"]), event["flag"], event["status"], "ok" if signature == DEMO_SECRET else "missing"
+            str(event["sequence"]),
+            event["flag"],
+            event["status"],
+            "ok" if signature == DEMO_SECRET else "missing",
         )
     console.print(table)
 

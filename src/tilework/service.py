@@ -29,7 +29,9 @@ class MediaLinks:
         self.signer = signer
         self.ttl = ttl_seconds
 
-    def media(self, key: str, *, filename: str | None = None, ttl: int | None = None) -> str:
+    def media(
+        self, key: str, *, filename: str | None = None, ttl: int | None = None
+    ) -> str:
         params = {"filename": filename} if filename else None
         return self.signer.sign(
             file_path(key), ttl_seconds=ttl or self.ttl, params=params
@@ -62,18 +64,28 @@ class Tilework:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         storage = LocalStorage(settings.media_dir)
-        signer = UrlSigner(load_or_create_key(settings.data_dir, settings.signing_key), settings.base_url)
+        signer = UrlSigner(
+            load_or_create_key(settings.data_dir, settings.signing_key),
+            settings.base_url,
+        )
         links = MediaLinks(signer, settings.signed_url_ttl_seconds)
         catalog = TileCatalog()
         viewer = Viewer(links=links, describe_type=catalog.describe)
         outbox = Outbox(viewer, coalesce_seconds=settings.webhook_coalesce_seconds)
         scheduler = Scheduler(
-            db, outbox, is_input=catalog.is_input, lease_seconds=settings.task_lease_seconds
+            db,
+            outbox,
+            is_input=catalog.is_input,
+            lease_seconds=settings.task_lease_seconds,
         )
         ffmpeg = FFmpeg(find_ffmpeg(settings.ffmpeg_binary))
         dispatcher = Dispatcher(
             db,
-            sender or HttpSender(allow=settings.webhook_allow_networks, timeout=settings.webhook_timeout_seconds),
+            sender
+            or HttpSender(
+                allow=settings.webhook_allow_networks,
+                timeout=settings.webhook_timeout_seconds,
+            ),
             DispatchPolicy(
                 retry_schedule=settings.webhook_retry_schedule,
                 order_wait_seconds=settings.webhook_order_wait_seconds,
@@ -87,7 +99,17 @@ class Tilework:
             runner = TaskRunner(settings, db, scheduler, storage, ffmpeg)
             executor = LocalExecutor(runner, scheduler, workers=settings.workers)
         return cls(
-            settings, db, storage, signer, links, catalog, viewer, scheduler, ffmpeg, dispatcher, executor
+            settings,
+            db,
+            storage,
+            signer,
+            links,
+            catalog,
+            viewer,
+            scheduler,
+            ffmpeg,
+            dispatcher,
+            executor,
         )
 
     def start(self) -> None:

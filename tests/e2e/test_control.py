@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness import Api, Receiver, ServerProcess
 from media_factory import make_video
-
 from tilework.tiles.reframe import Reframe
 from tilework.tiles.video_input import VideoInput
 
@@ -34,7 +34,11 @@ def reframe_agent(api: Api) -> tuple[str, dict[str, str]]:
     return api.create_agent(
         [
             ("in", VideoInput.node_type_id, {}),
-            ("frame", Reframe.node_type_id, {"aspect_ratio": "9:16", "mode": "pad_blur"}),
+            (
+                "frame",
+                Reframe.node_type_id,
+                {"aspect_ratio": "9:16", "mode": "pad_blur"},
+            ),
         ],
         [("in", "frame")],
     )
@@ -90,7 +94,11 @@ def test_cancel_stops_ffmpeg_and_resume_finishes(
     answer = api.ok(api.post(f"/agent_run/{run_id}/cancel"))
 
     # Then the ffmpeg process is gone and the run says cancelled everywhere
-    assert answer["success"] and answer["tasks_cancelled"] == 1 and answer["nodes_reset"] == 1
+    assert (
+        answer["success"]
+        and answer["tasks_cancelled"] == 1
+        and answer["nodes_reset"] == 1
+    )
     deadline = time.monotonic() + 5
     while ffmpeg_children(slow_server.process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -121,9 +129,9 @@ def test_a_killed_server_finishes_the_run_after_restart(
     # Given a run killed with SIGKILL while its second tile encodes
     api = slow_server.client()
     agent_id, refs = reframe_agent(api)
-    run_id = api.ok(api.post(f"/agent/{agent_id}/run", {"video_ids": [api.upload(long_clip)]}))[
-        "run_id"
-    ]
+    run_id = api.ok(
+        api.post(f"/agent/{agent_id}/run", {"video_ids": [api.upload(long_clip)]})
+    )["run_id"]
     wait_until_running(api, run_id, refs["frame"])
     before = tasks_of(api, run_id)
     input_render = render_ids(api, run_id)

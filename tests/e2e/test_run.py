@@ -7,10 +7,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
+
 from contract import check_event
 from harness import Api, Receiver, ServerProcess
 from media_factory import make_video
-
 from tilework.media.probe import probe_video
 from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.reframe import Reframe
@@ -45,7 +45,10 @@ def test_a_run_renders_and_reports_every_step(
 
     # When the run is started with a callback
     run_id = api.ok(
-        api.post(f"/agent/{agent_id}/run", {"video_ids": [video_id], "callback_url": receiver.url})
+        api.post(
+            f"/agent/{agent_id}/run",
+            {"video_ids": [video_id], "callback_url": receiver.url},
+        )
     )["run_id"]
     run = api.wait(run_id)
 
@@ -74,18 +77,26 @@ def test_a_run_renders_and_reports_every_step(
     assert events[0]["flag"] == "RUN_STARTED" and events[-1]["flag"] == "RUN_FINISHED"
     assert any(e["flag"] == "RUN_PROGRESS" for e in events)
     assert finished["outputs"][0]["id"] == output["id"]
-    assert all(r.headers.get("x-mosaic-signature") == "plain-secret" for r in receiver.received)
+    assert all(
+        r.headers.get("x-mosaic-signature") == "plain-secret" for r in receiver.received
+    )
 
 
 def test_nodes_progress_and_listings_describe_the_run(api: Api, clip: Path) -> None:
     agent_id, refs = three_tiles(api, "1:1")
-    run_id = api.ok(api.post(f"/agent/{agent_id}/run", {"video_ids": [api.upload(clip)]}))["run_id"]
+    run_id = api.ok(
+        api.post(f"/agent/{agent_id}/run", {"video_ids": [api.upload(clip)]})
+    )["run_id"]
     run = api.wait(run_id)
 
     nodes = api.ok(api.get(f"/agent_run/{run_id}/nodes"))["nodes"]
     assert {n["original_node_id"] for n in nodes} == set(refs.values())
     assert all(n["status"] == "completed" and n["errors"] == [] for n in nodes)
-    assert {n["node_type"]["node_type_name"] for n in nodes} == {"Video Input", "Reframe", "Audio Enhance"}
+    assert {n["node_type"]["node_type_name"] for n in nodes} == {
+        "Video Input",
+        "Reframe",
+        "Audio Enhance",
+    }
 
     progress = api.ok(api.get(f"/agent_run/{run_id}/progress"))
     assert progress["completed_node_percent"] == 100.0
@@ -94,7 +105,12 @@ def test_nodes_progress_and_listings_describe_the_run(api: Api, clip: Path) -> N
     listed = api.ok(api.get(f"/agent/{agent_id}/runs"))["runs"]
     assert [r["run_id"] for r in listed] == [run_id]
     assert listed[0]["outputs"] == run["outputs"]
-    assert api.ok(api.get("/agent_runs", status="failed,cancelled", agent_id=agent_id))["runs"] == []
+    assert (
+        api.ok(api.get("/agent_runs", status="failed,cancelled", agent_id=agent_id))[
+            "runs"
+        ]
+        == []
+    )
 
 
 def test_run_listings_page_with_cursors(api: Api, clip: Path) -> None:
@@ -123,7 +139,9 @@ def test_downloads_answer_ranges_and_refuse_tampered_or_expired_links(
     api: Api, server: ServerProcess, clip: Path
 ) -> None:
     agent_id, _ = three_tiles(api)
-    run_id = api.ok(api.post(f"/agent/{agent_id}/run", {"video_ids": [api.upload(clip)]}))["run_id"]
+    run_id = api.ok(
+        api.post(f"/agent/{agent_id}/run", {"video_ids": [api.upload(clip)]})
+    )["run_id"]
     url = api.wait(run_id)["outputs"][0]["video_url"]
 
     part = httpx.get(url, headers={"Range": "bytes=0-99"})
@@ -135,7 +153,9 @@ def test_downloads_answer_ranges_and_refuse_tampered_or_expired_links(
     tampered = {**query, "expires": str(int(query["expires"]) + 60)}
     forged = urlunsplit(parts._replace(query=urlencode(tampered)))
     assert httpx.get(forged).status_code == 403
-    other_path = urlunsplit(parts._replace(path=parts.path.replace("output.mp4", "thumbnail.jpg")))
+    other_path = urlunsplit(
+        parts._replace(path=parts.path.replace("output.mp4", "thumbnail.jpg"))
+    )
     assert httpx.get(other_path).status_code == 403
 
     from tilework.media.signing import UrlSigner, load_or_create_key

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness import Api
 from media_factory import make_video
-
 from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.reframe import Reframe
 from tilework.tiles.video_input import VideoInput
@@ -96,7 +96,9 @@ def test_an_unknown_agent_is_not_found(api: Api) -> None:
     assert refused(answer, 404) and answer.json()["error"] == "not_found"
 
 
-def test_unknown_node_ids_are_all_named_at_once(api: Api, agent: Any, media: Any) -> None:
+def test_unknown_node_ids_are_all_named_at_once(
+    api: Api, agent: Any, media: Any
+) -> None:
     agent_id, _ = agent
     body = {
         "video_ids": [api.upload(media["clip"])],
@@ -112,7 +114,9 @@ def test_unknown_video_and_render_ids_are_not_found(api: Api, agent: Any) -> Non
     refused(start(api, agent_id, {"node_render_ids": [UNKNOWN]}), 404, UNKNOWN)
 
 
-def test_bad_params_in_update_params_are_refused(api: Api, agent: Any, media: Any) -> None:
+def test_bad_params_in_update_params_are_refused(
+    api: Api, agent: Any, media: Any
+) -> None:
     agent_id, refs = agent
     body = {
         "video_ids": [api.upload(media["clip"])],
@@ -137,9 +141,17 @@ def test_more_than_one_input_form_is_refused(api: Api, agent: Any, media: Any) -
 def test_clip_ranges_must_be_ordered(api: Api, agent: Any, media: Any) -> None:
     agent_id, _ = agent
     video_id = api.upload(media["clip"])
-    backwards = {"video_ids": [video_id], "input_clip_start_ms": 2000, "input_clip_end_ms": 1000}
+    backwards = {
+        "video_ids": [video_id],
+        "input_clip_start_ms": 2000,
+        "input_clip_end_ms": 1000,
+    }
     refused(start(api, agent_id, backwards), 400, "input_clip_end_ms (1000)")
-    empty = {"video_ids": [video_id], "input_clip_start_ms": 1000, "input_clip_end_ms": 1000}
+    empty = {
+        "video_ids": [video_id],
+        "input_clip_start_ms": 1000,
+        "input_clip_end_ms": 1000,
+    }
     refused(start(api, agent_id, empty), 400, "greater than")
     negative = {"video_ids": [video_id], "input_clip_start_ms": -5}
     refused(start(api, agent_id, negative), 400, "input_clip_start_ms")
@@ -148,9 +160,17 @@ def test_clip_ranges_must_be_ordered(api: Api, agent: Any, media: Any) -> None:
 def test_wrong_types_are_refused(api: Api, agent: Any) -> None:
     agent_id, _ = agent
     refused(start(api, agent_id, {"video_ids": "not-a-list"}), 400, "video_ids")
-    refused(start(api, agent_id, {"video_urls": ["ftp://127.0.0.1/a.mp4"]}), 400, "http")
-    refused(start(api, agent_id, {"video_urls": ["https://youtu.be/abc"]}), 400, "YouTube")
-    refused(start(api, agent_id, {"callback_url": "not a url", "video_ids": [UNKNOWN]}), 400, "callback_url")
+    refused(
+        start(api, agent_id, {"video_urls": ["ftp://127.0.0.1/a.mp4"]}), 400, "http"
+    )
+    refused(
+        start(api, agent_id, {"video_urls": ["https://youtu.be/abc"]}), 400, "YouTube"
+    )
+    refused(
+        start(api, agent_id, {"callback_url": "not a url", "video_ids": [UNKNOWN]}),
+        400,
+        "callback_url",
+    )
 
 
 def test_a_truncated_upload_is_refused_at_finalize(api: Api, media: Any) -> None:
@@ -158,7 +178,9 @@ def test_a_truncated_upload_is_refused_at_finalize(api: Api, media: Any) -> None
     import httpx
 
     with media["truncated"].open("rb") as handle:
-        httpx.post(grant["upload_url"], data=grant["upload_fields"], files={"file": handle})
+        httpx.post(
+            grant["upload_url"], data=grant["upload_fields"], files={"file": handle}
+        )
     answer = api.post("/uploads/video/finalize_upload", {"video_id": grant["video_id"]})
     refused(answer, 400, "not a usable video")
 
@@ -170,7 +192,9 @@ def test_finalize_before_any_bytes_is_refused(api: Api) -> None:
     refused(api.post("/uploads/video/finalize_upload", {"video_id": UNKNOWN}), 404)
 
 
-def test_a_url_serving_html_fails_the_input_node(api: Api, agent: Any, files: FileServer) -> None:
+def test_a_url_serving_html_fails_the_input_node(
+    api: Api, agent: Any, files: FileServer
+) -> None:
     agent_id, refs = agent
     url = files.serve("/page.mp4", "text/html", b"<html><body>hello</body></html>")
     run = api.wait(api.ok(start(api, agent_id, {"video_urls": [url]}))["run_id"])
@@ -179,15 +203,20 @@ def test_a_url_serving_html_fails_the_input_node(api: Api, agent: Any, files: Fi
     (group,) = run["errors"]
     assert group["original_node_id"] == refs["in"]
     assert "HTML" in group["messages"][0]
-    nodes = {n["original_node_id"]: n for n in api.ok(api.get(f"/agent_run/{run['run_id']}/nodes"))["nodes"]}
+    nodes = {
+        n["original_node_id"]: n
+        for n in api.ok(api.get(f"/agent_run/{run['run_id']}/nodes"))["nodes"]
+    }
     assert nodes[refs["in"]]["status"] == "failed"
     assert nodes[refs["frame"]]["status"] == "blocked"
     assert nodes[refs["sound"]]["status"] == "blocked"
     assert run["node_status_counts"] == {"completed": 0, "in_progress": 0, "failed": 1}
 
 
-def test_a_truncated_mp4_url_fails_with_a_clear_message(api: Api, agent: Any, files: FileServer, media: Any) -> None:
-    agent_id, refs = agent
+def test_a_truncated_mp4_url_fails_with_a_clear_message(
+    api: Api, agent: Any, files: FileServer, media: Any
+) -> None:
+    agent_id, _ = agent
     url = files.serve("/cut.mp4", "video/mp4", media["truncated"].read_bytes())
     run = api.wait(api.ok(start(api, agent_id, {"video_urls": [url]}))["run_id"])
     assert run["status"] == "failed"
@@ -195,7 +224,9 @@ def test_a_truncated_mp4_url_fails_with_a_clear_message(api: Api, agent: Any, fi
     assert "truncated" in message.lower() or "decode" in message.lower(), message
 
 
-def test_a_video_url_on_loopback_runs(api: Api, agent: Any, files: FileServer, media: Any) -> None:
+def test_a_video_url_on_loopback_runs(
+    api: Api, agent: Any, files: FileServer, media: Any
+) -> None:
     agent_id, _ = agent
     url = files.serve("/clip.mp4", "video/mp4", media["clip"].read_bytes())
     run = api.wait(api.ok(start(api, agent_id, {"video_urls": [url]}))["run_id"])
@@ -203,9 +234,13 @@ def test_a_video_url_on_loopback_runs(api: Api, agent: Any, files: FileServer, m
     assert run["inputs"] == [{"video_url": url, "thumbnail_url": None}]
 
 
-def test_a_video_without_audio_fails_audio_enhance_only(api: Api, agent: Any, media: Any) -> None:
+def test_a_video_without_audio_fails_audio_enhance_only(
+    api: Api, agent: Any, media: Any
+) -> None:
     agent_id, refs = agent
-    run_id = api.ok(start(api, agent_id, {"video_ids": [api.upload(media["silent"])]}))["run_id"]
+    run_id = api.ok(start(api, agent_id, {"video_ids": [api.upload(media["silent"])]}))[
+        "run_id"
+    ]
     run = api.wait(run_id)
 
     assert run["status"] == "failed"
@@ -215,10 +250,16 @@ def test_a_video_without_audio_fails_audio_enhance_only(api: Api, agent: Any, me
     assert run["node_status_counts"] == {"completed": 2, "in_progress": 0, "failed": 1}
 
 
-def test_clip_range_and_non_ascii_names(api: Api, agent: Any, media: Any, tmp_path: Path) -> None:
+def test_clip_range_and_non_ascii_names(
+    api: Api, agent: Any, media: Any, tmp_path: Path
+) -> None:
     agent_id, _ = agent
     video_id = api.upload(media["named"])
-    body = {"video_ids": [video_id], "input_clip_start_ms": 500, "input_clip_end_ms": 2000}
+    body = {
+        "video_ids": [video_id],
+        "input_clip_start_ms": 500,
+        "input_clip_end_ms": 2000,
+    }
     run = api.wait(api.ok(start(api, agent_id, body))["run_id"])
     assert run["status"] == "completed", run
 
@@ -232,7 +273,9 @@ def test_clip_range_and_non_ascii_names(api: Api, agent: Any, media: Any, tmp_pa
     assert "vid%C3%A9o" in run["inputs"][0]["video_url"]
 
 
-def test_ignore_nodes_rewires_around_the_skipped_tile(api: Api, agent: Any, media: Any) -> None:
+def test_ignore_nodes_rewires_around_the_skipped_tile(
+    api: Api, agent: Any, media: Any
+) -> None:
     agent_id, refs = agent
     body = {"video_ids": [api.upload(media["clip"])], "ignore_nodes": [refs["frame"]]}
     run_id = api.ok(start(api, agent_id, body))["run_id"]
@@ -243,12 +286,24 @@ def test_ignore_nodes_rewires_around_the_skipped_tile(api: Api, agent: Any, medi
     assert run["outputs"][0]["original_node_id"] == refs["sound"]
 
 
-def test_canonical_video_inputs_and_chaining_by_render_id(api: Api, agent: Any, media: Any) -> None:
+def test_canonical_video_inputs_and_chaining_by_render_id(
+    api: Api, agent: Any, media: Any
+) -> None:
     agent_id, refs = agent
-    first = api.wait(api.ok(start(api, agent_id, {"video_ids": [api.upload(media["clip"])]}))["run_id"])
+    first = api.wait(
+        api.ok(start(api, agent_id, {"video_ids": [api.upload(media["clip"])]}))[
+            "run_id"
+        ]
+    )
     render_id = first["outputs"][0]["id"]
-    body = {"video_inputs": [{"agent_node_id": refs["in"], "node_render_ids": [render_id]}]}
+    body = {
+        "video_inputs": [{"agent_node_id": refs["in"], "node_render_ids": [render_id]}]
+    }
     second = api.wait(api.ok(start(api, agent_id, body))["run_id"])
     assert second["status"] == "completed", second
-    wrong = {"video_inputs": [{"agent_node_id": refs["frame"], "node_render_ids": [render_id]}]}
+    wrong = {
+        "video_inputs": [
+            {"agent_node_id": refs["frame"], "node_render_ids": [render_id]}
+        ]
+    }
     refused(start(api, agent_id, wrong), 400, "not a Video Input")

@@ -6,14 +6,12 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from tilework.errors import ValidationFailed
-
-T = TypeVar("T", bound=tuple[Any, ...])
 
 
 def encode_cursor(created_at: datetime, row_id: str) -> str:
@@ -27,18 +25,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         stamp, row_id = json.loads(base64.urlsafe_b64decode(padded))
         return datetime.fromisoformat(stamp), str(row_id)
     except (ValueError, TypeError, binascii.Error) as exc:
-        raise ValidationFailed(f"cursor {cursor!r} is not a cursor this server issued") from exc
+        raise ValidationFailed(
+            f"cursor {cursor!r} is not a cursor this server issued"
+        ) from exc
 
 
 def page(
-    query: Select[T],
+    query: Select[Any],
     created: InstrumentedAttribute[datetime],
     row_id: InstrumentedAttribute[str],
     *,
     cursor: str | None,
     limit: int,
-) -> Select[T]:
+) -> Select[Any]:
     if cursor:
         stamp, last_id = decode_cursor(cursor)
-        query = query.where(or_(created < stamp, and_(created == stamp, row_id < last_id)))
+        query = query.where(
+            or_(created < stamp, and_(created == stamp, row_id < last_id))
+        )
     return query.order_by(created.desc(), row_id.desc()).limit(limit + 1)

@@ -14,7 +14,9 @@ from tilework.store.models import Agent, AgentConnection, AgentNode, new_id, utc
 
 def load_template(session: Session, agent: Agent) -> Template:
     nodes = session.scalars(
-        select(AgentNode).where(AgentNode.agent_id == agent.id).order_by(AgentNode.position)
+        select(AgentNode)
+        .where(AgentNode.agent_id == agent.id)
+        .order_by(AgentNode.position)
     ).all()
     edges = session.scalars(
         select(AgentConnection)
@@ -42,7 +44,9 @@ def save_template(session: Session, agent: Agent, template: Template) -> None:
         )
     for source, target in template.edges:
         session.add(
-            AgentConnection(agent_id=agent.id, source_node_id=source, target_node_id=target)
+            AgentConnection(
+                agent_id=agent.id, source_node_id=source, target_node_id=target
+            )
         )
     agent.updated_at = utcnow()
 
@@ -69,7 +73,9 @@ def duplicate(session: Session, agent: Agent) -> Agent:
     return twin
 
 
-def agent_view(agent: Agent, template: Template, describe: TypeDescriber) -> dict[str, Any]:
+def agent_view(
+    agent: Agent, template: Template, describe: TypeDescriber
+) -> dict[str, Any]:
     return {
         "agent": {
             "id": agent.id,
@@ -89,6 +95,7 @@ def agent_view(agent: Agent, template: Template, describe: TypeDescriber) -> dic
             for node in template.nodes.values()
         ],
         "connections": [
-            {"source_agent_node_id": s, "target_agent_node_id": t} for s, t in template.edges
+            {"source_agent_node_id": s, "target_agent_node_id": t}
+            for s, t in template.edges
         ],
     }

@@ -56,7 +56,9 @@ class Outbox:
             "needs_credits": run.needs_credits,
             "errors": errors_view(state),
             "inputs": inputs_view(session, state, self.viewer.links),
-            "outputs": [output_view(r, self.viewer.links) for r in state.sink_renders()],
+            "outputs": [
+                output_view(r, self.viewer.links) for r in state.sink_renders()
+            ],
         }
         self._emit(session, state, "RUN_FINISHED", extra)
 

@@ -63,31 +63,48 @@ def apply_operations(
     work = template.copy()
     created: dict[str, str] = {}
     problems: list[str] = []
+    labels: dict[str, str] = {}
 
     for index, operation in enumerate(operations):
+        if not isinstance(operation, Mapping):
+            problems.append(f"operations[{index}]: must be an object")
+            continue
         handler = _HANDLERS.get(str(operation.get("op")))
         if handler is None:
             problems.append(f"operations[{index}]: unknown op {operation.get('op')!r}")
             continue
+        before = set(work.nodes)
         for problem in handler(work, operation, created, catalog):
             problems.append(f"operations[{index}] ({operation['op']}): {problem}")
+        for node_id in set(work.nodes) - before:
+            ref = operation.get("temp_ref_id")
+            named = f", temp_ref_id {ref!r}" if ref is not None else ""
+            labels[node_id] = f"node {node_id} (created by operations[{index}]{named})"
 
-    problems.extend(validate(work, catalog))
+    problems.extend(validate(work, catalog, labels))
     return OperationResult(work, created, problems, len(operations))
 
 
-def validate(template: Template, catalog: Catalog) -> list[str]:
-    """Every structural fault of a template: unknown types, bad params, cycles."""
+def validate(
+    template: Template, catalog: Catalog, labels: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every structural fault of a template: unknown types, bad params, cycles.
+
+    ``labels`` names nodes the caller knows by another handle (the operation that
+    created them), so that a fault can be traced back to the request.
+    """
+    labels = labels or {}
     problems: list[str] = []
     for node in template.nodes.values():
+        label = labels.get(node.id, f"node {node.id}")
         name = catalog.name_of(node.node_type_id)
         if name is None:
-            problems.append(f"node {node.id}: unknown node_type_id {node.node_type_id}")
+            problems.append(f"{label}: unknown node_type_id {node.node_type_id}")
             continue
         for problem in catalog.check_params(node.node_type_id, node.params):
-            problems.append(f"node {node.id} ({name}): {problem}")
+            problems.append(f"{label} [{name}]: {problem}")
         if catalog.is_input(node.node_type_id) and template.upstream(node.id):
-            problems.append(f"node {node.id} ({name}) is an input and takes no edges in")
+            problems.append(f"{label} [{name}] is an input and takes no edges in")
 
     cycle = find_cycle(template.nodes, template.edges)
     if cycle:
@@ -124,32 +141,50 @@ def find_cycle(nodes: Iterable[str], edges: Sequence[tuple[str, str]]) -> list[s
 def _create_node(
     work: Template, op: Mapping[str, Any], created: dict[str, str], catalog: Catalog
 ) -> list[str]:
-    node_type_id = str(op.get("node_type_id") or "")
-    if catalog.name_of(node_type_id) is None:
+    node_type_id = op.get("node_type_id")
+    if not isinstance(node_type_id, str) or catalog.name_of(node_type_id) is None:
         return [f"unknown node_type_id {node_type_id!r}"]
-    params = op.get("params_used") or {}
-    if not isinstance(params, Mapping):
-        return ["params_used must be an object"]
-
-    node = TemplateNode(str(uuid.uuid4()), node_type_id, dict(params))
-    work.nodes[node.id] = node
+    params, problems = _params_of(op)
     ref = op.get("temp_ref_id")
+    if ref is not None and not isinstance(ref, str):
+        problems.append(f"temp_ref_id must be a string, not {ref!r}")
+    elif ref is not None and ref in created:
+        problems.append(f"temp_ref_id {ref!r} is used twice")
+    if problems:
+        return problems
+
+    node = TemplateNode(str(uuid.uuid4()), node_type_id, params)
+    work.nodes[node.id] = node
     if ref is not None:
-        if ref in created:
-            return [f"temp_ref_id {ref!r} is used twice"]
-        created[str(ref)] = node.id
+        created[ref] = node.id
     return []
+
+
+def _params_of(op: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The operation's ``params_used``: absent or null is none; else an object."""
+    params = op.get("params_used")
+    if params is None:
+        return {}, []
+    if not isinstance(params, Mapping):
+        return {}, [f"params_used must be an object, not {params!r}"]
+    return dict(params), []
+
+
+def _node_id(value: Any) -> str | None:
+    """A node id as sent: only strings can name a node."""
+    return value if isinstance(value, str) else None
 
 
 def _update_node(
     work: Template, op: Mapping[str, Any], created: dict[str, str], catalog: Catalog
 ) -> list[str]:
-    node = work.nodes.get(str(op.get("agent_node_id")))
+    node_id = _node_id(op.get("agent_node_id"))
+    node = work.nodes.get(node_id) if node_id is not None else None
     if node is None:
         return [f"no node {op.get('agent_node_id')!r} in this agent"]
-    params = op.get("params_used") or {}
-    if not isinstance(params, Mapping):
-        return ["params_used must be an object"]
+    params, problems = _params_of(op)
+    if problems:
+        return problems
     node.params = {**node.params, **params}
     return []
 
@@ -157,9 +192,9 @@ def _update_node(
 def _delete_node(
     work: Template, op: Mapping[str, Any], created: dict[str, str], catalog: Catalog
 ) -> list[str]:
-    node_id = str(op.get("agent_node_id"))
-    if node_id not in work.nodes:
-        return [f"no node {node_id!r} in this agent"]
+    node_id = _node_id(op.get("agent_node_id"))
+    if node_id is None or node_id not in work.nodes:
+        return [f"no node {op.get('agent_node_id')!r} in this agent"]
     del work.nodes[node_id]
     work.edges = [edge for edge in work.edges if node_id not in edge]
     return []
@@ -171,18 +206,20 @@ def _resolve_endpoints(
     problems: list[str] = []
     ends: list[str | None] = []
     for side in ("source", "target"):
-        node_id = op.get(f"{side}_agent_node_id")
+        given = op.get(f"{side}_agent_node_id")
         ref = op.get(f"{side}_temp_ref_id")
-        if node_id is None and ref is not None:
-            node_id = created.get(str(ref))
+        node_id: str | None = None
+        if given is None and ref is not None:
+            node_id = created.get(ref) if isinstance(ref, str) else None
             if node_id is None:
                 problems.append(f"{side}_temp_ref_id {ref!r} names no created node")
-        elif node_id is None:
+        elif given is None:
             problems.append(f"{side}_agent_node_id or {side}_temp_ref_id is required")
-        elif node_id not in work.nodes:
-            problems.append(f"no node {node_id!r} in this agent")
-            node_id = None
-        ends.append(str(node_id) if node_id is not None else None)
+        elif _node_id(given) is None or given not in work.nodes:
+            problems.append(f"no node {given!r} in this agent")
+        else:
+            node_id = given
+        ends.append(node_id)
     return ends[0], ends[1], problems
 
 

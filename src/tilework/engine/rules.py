@@ -135,7 +135,9 @@ def _next_status(
 
     items = _items_for(node, by_id)
     if not items:
-        return NodeChange(node.id, "failed", "No input reached this tile from upstream.")
+        return NodeChange(
+            node.id, "failed", "No input reached this tile from upstream."
+        )
     result.new_tasks.extend(NewTask(node.id, item) for item in items)
     return NodeChange(node.id, "queued")
 

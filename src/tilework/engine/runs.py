@@ -56,14 +56,18 @@ def start_run(
     return run
 
 
-def _check_ignore(template: Template, ignore: Sequence[str], catalog: Catalog) -> list[str]:
+def _check_ignore(
+    template: Template, ignore: Sequence[str], catalog: Catalog
+) -> list[str]:
     problems = []
     for node_id in ignore:
         node = template.nodes.get(node_id)
         if node is None:
             problems.append(f"ignore_nodes: no node {node_id!r} in this agent")
         elif catalog.is_input(node.node_type_id):
-            problems.append(f"ignore_nodes: {node_id} is a Video Input and cannot be skipped")
+            problems.append(
+                f"ignore_nodes: {node_id} is a Video Input and cannot be skipped"
+            )
     return problems
 
 
@@ -109,7 +113,9 @@ def _input_entries(
         ]
     if not inputs:
         if request.video_inputs or shorthand:
-            return {}, ["this agent has no Video Input tile, so it takes no video inputs"]
+            return {}, [
+                "this agent has no Video Input tile, so it takes no video inputs"
+            ]
         return {}, []
     if request.video_inputs is None:
         return _shorthand_entry(inputs, request, shorthand)
@@ -151,7 +157,9 @@ def _canonical_entries(
     for index, entry in enumerate(entries):
         where = f"video_inputs[{index}]"
         if entry.agent_node_id not in inputs:
-            problems.append(f"{where}: {entry.agent_node_id!r} is not a Video Input of this agent")
+            problems.append(
+                f"{where}: {entry.agent_node_id!r} is not a Video Input of this agent"
+            )
         elif entry.agent_node_id in found:
             problems.append(f"{where}: {entry.agent_node_id} is given twice")
         if not (entry.video_ids or entry.node_render_ids or entry.video_urls):
@@ -161,7 +169,9 @@ def _canonical_entries(
 
     for node_id in inputs:
         if node_id not in found:
-            problems.append(f"Video Input {node_id} has no input; add it to video_inputs")
+            problems.append(
+                f"Video Input {node_id} has no input; add it to video_inputs"
+            )
     return found, problems
 
 
@@ -170,7 +180,8 @@ def _check_entry(entry: VideoInput) -> list[str]:
     start, end = entry.input_clip_start_ms, entry.input_clip_end_ms
     if start is not None and end is not None and end <= start:
         problems.append(
-            f"input_clip_end_ms ({end}) must be greater than input_clip_start_ms ({start})"
+            f"input_clip_end_ms ({end}) must be greater than "
+            f"input_clip_start_ms ({start})"
         )
     for url in entry.video_urls:
         problems += _check_video_url(url)
@@ -203,13 +214,17 @@ def _resolve_sources(
         if asset is None:
             missing.append(f"video {video_id}")
         else:
-            sources.append({"kind": "upload", "ref": asset.id, "label": asset.filename, **clip})
+            sources.append(
+                {"kind": "upload", "ref": asset.id, "label": asset.filename, **clip}
+            )
     for render_id in entry.node_render_ids:
         render = session.get(Render, render_id)
         if render is None or render.organization_id != organization_id:
             missing.append(f"render {render_id}")
         else:
-            sources.append({"kind": "render", "ref": render.id, "label": render.filename, **clip})
+            sources.append(
+                {"kind": "render", "ref": render.id, "label": render.filename, **clip}
+            )
     for url in entry.video_urls:
         sources.append({"kind": "url", "ref": url, "label": None, **clip})
 

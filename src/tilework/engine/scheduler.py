@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Update, select, update
 from sqlalchemy.orm import Session
 
 from tilework.engine import rules
@@ -103,7 +103,8 @@ class Scheduler:
                 return None
 
             now = utcnow()
-            claimed = session.execute(
+            claimed = _rows(
+                session,
                 update(Task)
                 .where(Task.id == task.id, Task.status == "queued")
                 .values(
@@ -114,8 +115,8 @@ class Scheduler:
                     heartbeat_at=now,
                     started_at=now,
                     progress=0.0,
-                )
-            ).rowcount
+                ),
+            )
             if not claimed:
                 return None
 
@@ -151,24 +152,26 @@ class Scheduler:
     def heartbeat(self, task_id: str, worker_id: str, progress: float | None) -> bool:
         """Extend the lease; ``False`` means the task is no longer ours to run."""
         now = utcnow()
-        values: dict[str, Any] = {"heartbeat_at": now, "lease_expires_at": now + self.lease}
+        values: dict[str, Any] = {
+            "heartbeat_at": now,
+            "lease_expires_at": now + self.lease,
+        }
         if progress is not None:
             values["progress"] = max(0.0, min(100.0, progress))
         with self.db.write() as session:
-            rows = session.execute(
+            rows = _rows(
+                session,
                 update(Task)
                 .where(
                     Task.id == task_id,
                     Task.status == "running",
                     Task.worker_id == worker_id,
                 )
-                .values(**values)
-            ).rowcount
+                .values(**values),
+            )
         return bool(rows)
 
-    def complete(
-        self, task: ClaimedTask, outputs: Sequence[OutputRecord]
-    ) -> bool:
+    def complete(self, task: ClaimedTask, outputs: Sequence[OutputRecord]) -> bool:
         with self.db.write() as session:
             if not self._finish_task(session, task, "completed", None):
                 return False
@@ -209,7 +212,8 @@ class Scheduler:
         error: str | None,
         needs_credits: bool = False,
     ) -> bool:
-        rows = session.execute(
+        rows = _rows(
+            session,
             update(Task)
             .where(
                 Task.id == task.id,
@@ -223,16 +227,22 @@ class Scheduler:
                 finished_at=utcnow(),
                 lease_expires_at=None,
                 progress=100.0 if status == "completed" else Task.progress,
-            )
-        ).rowcount
+            ),
+        )
         if not rows:
-            log.info("task %s was taken from worker %s; result dropped", task.id, task.worker_id)
+            log.info(
+                "task %s was taken from worker %s; result dropped",
+                task.id,
+                task.worker_id,
+            )
         return bool(rows)
 
     def recover(self, *, dead_workers: Callable[[str], bool] | None = None) -> int:
         """Requeue tasks whose lease ran out or whose worker is known to be dead."""
         with self.db.write() as session:
-            running = session.scalars(select(Task).where(Task.status == "running")).all()
+            running = session.scalars(
+                select(Task).where(Task.status == "running")
+            ).all()
             now = utcnow()
             lost = [
                 task
@@ -273,14 +283,21 @@ class Scheduler:
             run = _get_run(session, run_id)
             if run.status != "running":
                 return CancelResult(
-                    False, run.id, 0, 0, f"The run already ended as {run.status}; nothing to cancel."
+                    False,
+                    run.id,
+                    0,
+                    0,
+                    f"The run already ended as {run.status}; nothing to cancel.",
                 )
 
-            tasks = session.execute(
+            tasks = _rows(
+                session,
                 update(Task)
                 .where(Task.run_id == run.id, Task.status.in_(("queued", "running")))
-                .values(status="cancelled", finished_at=utcnow(), lease_expires_at=None)
-            ).rowcount
+                .values(
+                    status="cancelled", finished_at=utcnow(), lease_expires_at=None
+                ),
+            )
             state = RunState.load(session, run)
             changed = [n for n in state.nodes if n.status not in rules.NODE_TERMINAL]
             for node in changed:
@@ -293,7 +310,9 @@ class Scheduler:
         log.info("run %s cancelled: %d tasks stopped", run_id, tasks)
         return CancelResult(True, run_id, tasks, len(changed), "The run was cancelled.")
 
-    def resume(self, run_id: str, *, allow: Callable[[Run], str | None] | None = None) -> ResumeResult:
+    def resume(
+        self, run_id: str, *, allow: Callable[[Run], str | None] | None = None
+    ) -> ResumeResult:
         with self.db.write() as session:
             run = _get_run(session, run_id)
             refusal = _resume_refusal(run) if allow is None else allow(run)
@@ -375,7 +394,9 @@ class Scheduler:
             for node in state.nodes
         ]
 
-    def _apply_plan(self, session: Session, state: RunState, plan: rules.Plan) -> set[str]:
+    def _apply_plan(
+        self, session: Session, state: RunState, plan: rules.Plan
+    ) -> set[str]:
         nodes = {node.id: node for node in state.nodes}
         now = utcnow()
         for new in plan.new_tasks:
@@ -408,6 +429,12 @@ class Scheduler:
         self.outbox.run_progress(session, state, list(changed))
         self.outbox.run_finished(session, state)
         log.info("run %s finished: %s", run.id, status)
+
+
+def _rows(session: Session, statement: Update) -> int:
+    """Run an UPDATE and return how many rows it changed."""
+    result = cast("CursorResult[Any]", session.execute(statement))
+    return int(result.rowcount)
 
 
 def _get_run(session: Session, run_id: str) -> Run:

@@ -98,20 +98,26 @@ def errors_view(state: RunState) -> list[dict[str, Any]]:
         for task in state.tasks_of(node.id):
             if task.status == "failed" and task.error:
                 grouped[node.original_node_id].append(task.error)
-        if node.status == "failed" and not grouped.get(node.original_node_id):
-            if node.status_message:
-                grouped[node.original_node_id].append(node.status_message)
-    return [{"original_node_id": key, "messages": value} for key, value in grouped.items()]
+        missing = not grouped.get(node.original_node_id)
+        if node.status == "failed" and missing and node.status_message:
+            grouped[node.original_node_id].append(node.status_message)
+    return [
+        {"original_node_id": key, "messages": value} for key, value in grouped.items()
+    ]
 
 
 def node_errors(state: RunState, node: RunNode) -> list[str]:
-    errors = [t.error for t in state.tasks_of(node.id) if t.status == "failed" and t.error]
+    errors = [
+        t.error for t in state.tasks_of(node.id) if t.status == "failed" and t.error
+    ]
     if not errors and node.status == "failed" and node.status_message:
         return [node.status_message]
     return errors
 
 
-def inputs_view(session: Session, state: RunState, links: Links) -> list[dict[str, Any]]:
+def inputs_view(
+    session: Session, state: RunState, links: Links
+) -> list[dict[str, Any]]:
     views: list[dict[str, Any]] = []
     for node in state.nodes:
         for source in node.sources:
@@ -119,7 +125,9 @@ def inputs_view(session: Session, state: RunState, links: Links) -> list[dict[st
     return views
 
 
-def _input_view(session: Session, source: dict[str, Any], links: Links) -> dict[str, Any]:
+def _input_view(
+    session: Session, source: dict[str, Any], links: Links
+) -> dict[str, Any]:
     kind, ref = source.get("kind"), source.get("ref")
     if kind == "url":
         return {"video_url": ref, "thumbnail_url": None}
@@ -136,7 +144,10 @@ def _input_view(session: Session, source: dict[str, Any], links: Links) -> dict[
         render = session.get(Render, ref)
         if render is not None:
             out = output_view(render, links)
-            return {"video_url": out["video_url"], "thumbnail_url": out["thumbnail_url"]}
+            return {
+                "video_url": out["video_url"],
+                "thumbnail_url": out["thumbnail_url"],
+            }
     return {"video_url": None, "thumbnail_url": None}
 
 
@@ -231,7 +242,9 @@ def progress_view(
                 "node_type": viewer.describe_type(node.node_type_id),
                 "status": node.status,
                 "status_message": node.status_message,
-                "tasks": [task_view(t) for t in state.tasks_of(node.id)[-tasks_per_node:]],
+                "tasks": [
+                    task_view(t) for t in state.tasks_of(node.id)[-tasks_per_node:]
+                ],
             }
             for node in page
         ],

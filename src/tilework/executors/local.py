@@ -23,7 +23,9 @@ IDLE_POLL_SECONDS = 0.5
 
 
 class LocalExecutor:
-    def __init__(self, runner: TaskRunner, scheduler: Scheduler, *, workers: int) -> None:
+    def __init__(
+        self, runner: TaskRunner, scheduler: Scheduler, *, workers: int
+    ) -> None:
         self.runner = runner
         self.scheduler = scheduler
         self.workers = workers
@@ -41,7 +43,9 @@ class LocalExecutor:
 
         for index in range(self.workers):
             thread = threading.Thread(
-                target=self._work, args=(f"{self.prefix}:{index}",), name=f"tile-worker-{index}"
+                target=self._work,
+                args=(f"{self.prefix}:{index}",),
+                name=f"tile-worker-{index}",
             )
             thread.daemon = True
             thread.start()

@@ -74,11 +74,15 @@ class TaskRunner:
             ctx = self._context(task, scratch, cancel, progress)
             outputs = tile.run(params, source, ctx)
             cancel.raise_if_cancelled()
-            records = [self._store(task, index, out) for index, out in enumerate(outputs)]
+            records = [
+                self._store(task, index, out) for index, out in enumerate(outputs)
+            ]
         except Cancelled:
             return "cancelled"
         except ValidationError as exc:
-            self.scheduler.fail(task, f"{tile.name} params are not valid: {_pydantic(exc)}")
+            self.scheduler.fail(
+                task, f"{tile.name} params are not valid: {_pydantic(exc)}"
+            )
             return "failed"
         except TileworkError as exc:
             self.scheduler.fail(task, str(exc))
@@ -86,7 +90,8 @@ class TaskRunner:
         except Exception as exc:
             log.exception("task %s crashed in %s", task.id, tile.name)
             self.scheduler.fail(
-                task, f"{tile.name} stopped on an internal error ({type(exc).__name__})."
+                task,
+                f"{tile.name} stopped on an internal error ({type(exc).__name__}).",
             )
             return "failed"
 
@@ -187,7 +192,9 @@ class TaskRunner:
         def beat() -> None:
             while not stop.wait(self.settings.heartbeat_seconds):
                 try:
-                    ours = self.scheduler.heartbeat(task.id, task.worker_id, progress.value)
+                    ours = self.scheduler.heartbeat(
+                        task.id, task.worker_id, progress.value
+                    )
                 except Exception:
                     log.warning("heartbeat of task %s failed", task.id, exc_info=True)
                     continue
@@ -196,7 +203,9 @@ class TaskRunner:
                     cancel.cancel()
                     return
 
-        thread = threading.Thread(target=beat, name=f"heartbeat-{task.id[:8]}", daemon=True)
+        thread = threading.Thread(
+            target=beat, name=f"heartbeat-{task.id[:8]}", daemon=True
+        )
         thread.start()
         try:
             yield
@@ -230,4 +239,3 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
-

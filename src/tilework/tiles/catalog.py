@@ -66,7 +66,9 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error.get("type") == "extra_forbidden":
         return f"unknown param {where!r}"
     value = error.get("input")
-    shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
+    shown = (
+        f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
+    )
     return f"param {where!r}: {error.get('msg')}{shown}"
 
 

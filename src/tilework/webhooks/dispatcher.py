@@ -22,7 +22,13 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from tilework.store.db import Database
-from tilework.store.models import GoneUrl, WebhookAttempt, WebhookEvent, Workspace, utcnow
+from tilework.store.models import (
+    GoneUrl,
+    WebhookAttempt,
+    WebhookEvent,
+    Workspace,
+    utcnow,
+)
 from tilework.webhooks.sender import Sender, SendResult
 from tilework.webhooks.signing import mosaic_headers, standard_headers
 
@@ -100,7 +106,13 @@ class Dispatcher:
         self._failures += 1
         delay = min(30.0, 0.5 * 2 ** min(self._failures, 6))
         if self._failures == 1 or self._failures % 10 == 0:
-            log.error("%s (%d in a row); retrying in %.1fs", message, self._failures, delay, exc_info=True)
+            log.error(
+                "%s (%d in a row); retrying in %.1fs",
+                message,
+                self._failures,
+                delay,
+                exc_info=True,
+            )
         self._stop.wait(delay)
 
     def claim(self, now: datetime | None = None) -> list[Claimed]:
@@ -114,7 +126,9 @@ class Dispatcher:
 
             claimed = []
             for event in chosen.values():
-                event.claimed_until = now + timedelta(seconds=self.policy.timeout_seconds + 30)
+                event.claimed_until = now + timedelta(
+                    seconds=self.policy.timeout_seconds + 30
+                )
                 if event.body is None:
                     event.body = _encode(event.payload)
                 claimed.append(self._claimed(session, event))
@@ -127,7 +141,8 @@ class Dispatcher:
                 earlier.run_id == WebhookEvent.run_id,
                 earlier.sequence < WebhookEvent.sequence,
                 earlier.status == "pending",
-                earlier.created_at > now - timedelta(seconds=self.policy.order_wait_seconds),
+                earlier.created_at
+                > now - timedelta(seconds=self.policy.order_wait_seconds),
             )
         )
         query = (
@@ -135,7 +150,8 @@ class Dispatcher:
             .where(
                 WebhookEvent.status == "pending",
                 WebhookEvent.next_attempt_at <= now,
-                (WebhookEvent.claimed_until.is_(None)) | (WebhookEvent.claimed_until < now),
+                (WebhookEvent.claimed_until.is_(None))
+                | (WebhookEvent.claimed_until < now),
                 ~waiting_on_earlier,
             )
             .order_by(WebhookEvent.next_attempt_at, WebhookEvent.sequence)
@@ -148,9 +164,9 @@ class Dispatcher:
     def _claimed(self, session: Session, event: WebhookEvent) -> Claimed:
         workspace = session.get_one(Workspace, event.workspace_id)
         signing = [workspace.signing_secret] if workspace.signing_secret else []
-        if workspace.previous_signing_secret and workspace.previous_secret_expires_at:
-            if workspace.previous_secret_expires_at > utcnow():
-                signing.append(workspace.previous_signing_secret)
+        expires = workspace.previous_secret_expires_at
+        if workspace.previous_signing_secret and expires and expires > utcnow():
+            signing.append(workspace.previous_signing_secret)
         return Claimed(
             id=event.id,
             run_id=event.run_id,
@@ -166,7 +182,10 @@ class Dispatcher:
             self._refuse_oversize(event)
             return None
         if self._is_gone(event.url):
-            self._record(event, SendResult(410, 0.0, "the URL answered 410 Gone earlier", None, "gone"))
+            self._record(
+                event,
+                SendResult(410, 0.0, "the URL answered 410 Gone earlier", None, "gone"),
+            )
             return None
 
         headers = self._headers(event)
@@ -175,7 +194,10 @@ class Dispatcher:
         return result
 
     def _headers(self, event: Claimed) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": "tilework-webhooks"}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "tilework-webhooks",
+        }
         headers.update(mosaic_headers(event.secret))
         if event.signing_secrets:
             timestamp = int(time.time())
@@ -222,11 +244,20 @@ class Dispatcher:
         if result.outcome == "gone":
             row.status = "failed"
             if session.get(GoneUrl, row.url) is None:
-                session.add(GoneUrl(url=row.url, workspace_id=row.workspace_id, gone_at=now))
+                session.add(
+                    GoneUrl(url=row.url, workspace_id=row.workspace_id, gone_at=now)
+                )
             return
-        if result.outcome == "blocked" or row.attempts > len(self.policy.retry_schedule):
+        if result.outcome == "blocked" or row.attempts > len(
+            self.policy.retry_schedule
+        ):
             row.status = "failed"
-            log.warning("webhook %s gave up after %d attempts: %s", row.id, row.attempts, result.error)
+            log.warning(
+                "webhook %s gave up after %d attempts: %s",
+                row.id,
+                row.attempts,
+                result.error,
+            )
             return
         row.next_attempt_at = now + timedelta(seconds=self._delay(row.attempts, result))
 
@@ -256,4 +287,6 @@ class Dispatcher:
 
 
 def _encode(payload: object) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8"
+    )

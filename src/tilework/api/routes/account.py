@@ -55,7 +55,8 @@ def _settings_view(workspace: Workspace) -> dict[str, Any]:
 
 @router.get("/webhooks/settings")
 def get_webhook_settings(
-    caller: Caller = Depends(require("webhooks:write")), tw: Tilework = Depends(tilework)
+    caller: Caller = Depends(require("webhooks:write")),
+    tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
     with tw.db.read() as session:
         return _settings_view(_workspace(session, caller))

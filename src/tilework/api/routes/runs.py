@@ -105,7 +105,9 @@ def list_agent_runs(
 ) -> dict[str, Any]:
     with tw.db.read() as session:
         find_agent(session, caller, agent_id)
-        return _list_runs(session, caller, tw, agent_id, limit, cursor, status, from_, to)
+        return _list_runs(
+            session, caller, tw, agent_id, limit, cursor, status, from_, to
+        )
 
 
 @router.get("/agent_runs")
@@ -120,7 +122,9 @@ def list_runs(
     tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
     with tw.db.read() as session:
-        return _list_runs(session, caller, tw, agent_id, limit, cursor, status, from_, to)
+        return _list_runs(
+            session, caller, tw, agent_id, limit, cursor, status, from_, to
+        )
 
 
 def _list_runs(
@@ -141,8 +145,9 @@ def _list_runs(
         wanted = {part.strip() for part in status.split(",") if part.strip()}
         unknown = sorted(wanted - RUN_STATUSES)
         if unknown:
+            allowed = ", ".join(sorted(RUN_STATUSES))
             raise ValidationFailed(
-                f"status: unknown {', '.join(unknown)}; use {', '.join(sorted(RUN_STATUSES))}"
+                f"status: unknown {', '.join(unknown)}; use {allowed}"
             )
         query = query.where(Run.status.in_(wanted))
     if start is not None:
@@ -150,7 +155,9 @@ def _list_runs(
     if end is not None:
         query = query.where(Run.created_at <= _aware(end))
 
-    rows = list(session.scalars(page(query, Run.created_at, Run.id, cursor=cursor, limit=limit)))
+    rows = list(
+        session.scalars(page(query, Run.created_at, Run.id, cursor=cursor, limit=limit))
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return {
@@ -158,7 +165,9 @@ def _list_runs(
             views.run_summary(session, views.RunState.load(session, run), tw.viewer)
             for run in rows
         ],
-        "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
+        "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id)
+        if more
+        else None,
     }
 
 
@@ -213,7 +222,9 @@ def run_webhooks(
     with tw.db.read() as session:
         find_run(session, caller, run_id)
         events = session.scalars(
-            select(WebhookEvent).where(WebhookEvent.run_id == run_id).order_by(WebhookEvent.sequence)
+            select(WebhookEvent)
+            .where(WebhookEvent.run_id == run_id)
+            .order_by(WebhookEvent.sequence)
         ).all()
         attempts = session.scalars(
             select(WebhookAttempt)
@@ -241,7 +252,9 @@ def _event_view(event: WebhookEvent, attempts: Any) -> dict[str, Any]:
             for a in attempts
             if a.event_id == event.id
         ],
-        "next_attempt_at": views.iso(event.next_attempt_at) if event.status == "pending" else None,
+        "next_attempt_at": views.iso(event.next_attempt_at)
+        if event.status == "pending"
+        else None,
         "created_at": views.iso(event.created_at),
         "delivered_at": views.iso(event.delivered_at),
         "last_error": event.last_error,

@@ -103,7 +103,9 @@ def _pending_asset(session: Session, kind: str, asset_id: str) -> Asset:
     if asset.status != "pending":
         raise ValidationFailed(f"The {kind} {asset_id} is already finalized.")
     if asset.upload_expires_at is not None and asset.upload_expires_at < utcnow():
-        raise NotFound(f"The upload of {kind} {asset_id} expired; request a new upload URL.")
+        raise NotFound(
+            f"The upload of {kind} {asset_id} expired; request a new upload URL."
+        )
     return asset
 
 
@@ -124,7 +126,8 @@ def finalize_upload(
         _pending_asset(session, kind, asset_id)
         if not asset.storage_key or not tw.storage.exists(asset.storage_key):
             raise ValidationFailed(
-                f"No file was uploaded for {kind} {asset_id}; post it to the upload_url first."
+                f"No file was uploaded for {kind} {asset_id}; "
+                "post it to the upload_url first."
             )
         key = asset.storage_key
 
@@ -137,12 +140,16 @@ def finalize_upload(
         return _finalized(asset)
 
 
-def _inspect(tw: Tilework, kind: str, asset_id: str, key: str) -> tuple[MediaInfo, str | None]:
+def _inspect(
+    tw: Tilework, kind: str, asset_id: str, key: str
+) -> tuple[MediaInfo, str | None]:
     path = tw.storage.path(key)
     try:
         info = PROBES[kind](path)
     except ProbeError as exc:
-        raise ValidationFailed(f"The uploaded file is not a usable {kind}: {exc}") from exc
+        raise ValidationFailed(
+            f"The uploaded file is not a usable {kind}: {exc}"
+        ) from exc
 
     if kind == "video" and info.duration > tw.settings.max_input_seconds:
         raise ValidationFailed(
@@ -160,7 +167,11 @@ def _inspect(tw: Tilework, kind: str, asset_id: str, key: str) -> tuple[MediaInf
 
 def _caller_asset(session: Session, caller: Caller, kind: str, asset_id: str) -> Asset:
     asset = session.get(Asset, asset_id)
-    if asset is None or asset.kind != kind or asset.workspace_id not in caller.workspace_ids(session):
+    if (
+        asset is None
+        or asset.kind != kind
+        or asset.workspace_id not in caller.workspace_ids(session)
+    ):
         raise NotFound(f"No {kind} upload {asset_id}.")
     return asset
 
@@ -184,13 +195,18 @@ def get_view_url(
     with tw.db.read() as session:
         asset = _caller_asset(session, caller, body.asset_type, body.asset_id)
         if asset.status != "ready" or not asset.storage_key:
-            raise NotFound(f"The {body.asset_type} {body.asset_id} is not finalized yet.")
+            raise NotFound(
+                f"The {body.asset_type} {body.asset_id} is not finalized yet."
+            )
         ttl = tw.settings.view_url_ttl_seconds
         return {
-            "signed_url": tw.links.media(asset.storage_key, filename=asset.filename, ttl=ttl),
+            "signed_url": tw.links.media(
+                asset.storage_key, filename=asset.filename, ttl=ttl
+            ),
             "thumbnail_url": (
-                tw.links.media(asset.thumbnail_key, ttl=ttl) if asset.thumbnail_key else None
+                tw.links.media(asset.thumbnail_key, ttl=ttl)
+                if asset.thumbnail_key
+                else None
             ),
             "expires_in_seconds": ttl,
         }
-
