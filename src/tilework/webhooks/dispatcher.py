@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import Select, and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from tilework.store.db import Database
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.1
 CLAIM_BATCH = 64
 JITTER = 0.2
+MAX_RETRY_AFTER_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="webhook-dispatcher")
@@ -88,19 +91,47 @@ class Dispatcher:
             self._thread.join(timeout=timeout)
 
     def _loop(self) -> None:
+        """Keep up to ``concurrency`` deliveries in flight; never wait for a batch.
+
+        A slow or failing receiver holds one slot, not the loop: events of other runs
+        are claimed as soon as any slot frees up.
+        """
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook") as pool:
             while not self._stop.is_set():
-                try:
-                    batch = self.claim()
-                except Exception:
-                    self._back_off("claiming webhook events failed")
-                    continue
-                self._failures = 0
+                free = self.concurrency - self._in_flight
+                batch = self._claim_safely(free) if free > 0 else []
                 if not batch:
                     self.wake.wait(IDLE_POLL_SECONDS)
                     self.wake.clear()
                     continue
-                list(pool.map(self.deliver, batch))
+                for event in batch:
+                    with self._lock:
+                        self._in_flight += 1
+                    pool.submit(self._deliver_safely, event)
+
+    def _claim_safely(self, limit: int) -> list[Claimed]:
+        try:
+            batch = self.claim(limit=limit)
+        except Exception:
+            self._back_off("claiming webhook events failed")
+            return []
+        self._failures = 0
+        return batch
+
+    def _deliver_safely(self, event: Claimed) -> None:
+        try:
+            self.deliver(event)
+        except Exception:
+            log.exception(
+                "webhook %s of run %s: the attempt could not be recorded; it will be "
+                "sent again when its claim lapses",
+                event.id,
+                event.run_id,
+            )
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self.wake.set()
 
     def _back_off(self, message: str) -> None:
         self._failures += 1
@@ -115,14 +146,17 @@ class Dispatcher:
             )
         self._stop.wait(delay)
 
-    def claim(self, now: datetime | None = None) -> list[Claimed]:
-        """Take the due events (one per run) and mark them in flight."""
+    def claim(
+        self, *, limit: int = CLAIM_BATCH, now: datetime | None = None
+    ) -> list[Claimed]:
+        """Take up to ``limit`` due events, one per run, and mark them in flight."""
         now = now or utcnow()
         with self.db.write() as session:
-            events = session.scalars(self._due_query(now)).all()
+            events = session.scalars(self._due_query(now, limit * 4)).all()
             chosen: dict[str, WebhookEvent] = {}
             for event in events:
-                chosen.setdefault(event.run_id, event)
+                if len(chosen) < limit:
+                    chosen.setdefault(event.run_id, event)
 
             claimed = []
             for event in chosen.values():
@@ -134,7 +168,7 @@ class Dispatcher:
                 claimed.append(self._claimed(session, event))
             return claimed
 
-    def _due_query(self, now: datetime):  # type: ignore[no-untyped-def]
+    def _due_query(self, now: datetime, limit: int) -> Select[WebhookEvent]:
         earlier = aliased(WebhookEvent)
         waiting_on_earlier = exists().where(
             and_(
@@ -155,7 +189,7 @@ class Dispatcher:
                 ~waiting_on_earlier,
             )
             .order_by(WebhookEvent.next_attempt_at, WebhookEvent.sequence)
-            .limit(CLAIM_BATCH)
+            .limit(limit)
         )
         if not self.db.is_sqlite:
             query = query.with_for_update(of=WebhookEvent, skip_locked=True)
@@ -189,9 +223,20 @@ class Dispatcher:
             return None
 
         headers = self._headers(event)
-        result = self.sender.send(event.url, event.body, headers)
+        result = self._within_deadline(self.sender.send(event.url, event.body, headers))
         self._record(event, result)
         return result
+
+    def _within_deadline(self, result: SendResult) -> SendResult:
+        """A 2xx counts only when it came within the timeout, however it trickled in."""
+        limit_ms = self.policy.timeout_seconds * 1000
+        if result.outcome != "delivered" or result.duration_ms <= limit_ms:
+            return result
+        error = (
+            f"the receiver answered after {result.duration_ms / 1000:.1f} s, "
+            f"over the {self.policy.timeout_seconds:.0f} s limit"
+        )
+        return SendResult(result.status_code, result.duration_ms, error, None, "retry")
 
     def _headers(self, event: Claimed) -> dict[str, str]:
         headers = {
@@ -262,11 +307,20 @@ class Dispatcher:
         row.next_attempt_at = now + timedelta(seconds=self._delay(row.attempts, result))
 
     def _delay(self, attempts: int, result: SendResult) -> float:
-        base = self.policy.retry_schedule[attempts - 1]
-        delay = base * random.uniform(1 - JITTER, 1 + JITTER)
         if result.retry_after is not None:
-            delay = max(delay, result.retry_after)
-        return delay
+            return min(result.retry_after, MAX_RETRY_AFTER_SECONDS)
+        base = self.policy.retry_schedule[attempts - 1]
+        return base * random.uniform(1 - JITTER, 1 + JITTER)
+
+    def redeliver(self, event_id: str) -> None:
+        """Queue one more attempt of an event, whatever became of the earlier ones."""
+        with self.db.write() as session:
+            session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event_id)
+                .values(status="pending", next_attempt_at=utcnow(), claimed_until=None)
+            )
+        self.wake.set()
 
     def _is_gone(self, url: str) -> bool:
         with self.db.read() as session:

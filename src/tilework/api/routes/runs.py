@@ -234,6 +234,22 @@ def run_webhooks(
         return {"run_id": run_id, "events": [_event_view(e, attempts) for e in events]}
 
 
+@router.post("/agent_run/{run_id}/webhooks/{event_id}/redeliver")
+def redeliver_webhook(
+    run_id: str,
+    event_id: str,
+    caller: Caller = Depends(require("agent_runs:write")),
+    tw: Tilework = Depends(tilework),
+) -> dict[str, Any]:
+    with tw.db.read() as session:
+        find_run(session, caller, run_id)
+        event = session.get(WebhookEvent, event_id)
+        if event is None or event.run_id != run_id:
+            raise NotFound(f"No webhook event {event_id} in run {run_id}.")
+    tw.dispatcher.redeliver(event_id)
+    return {"success": True, "run_id": run_id, "event_id": event_id, "status": "pending"}
+
+
 def _event_view(event: WebhookEvent, attempts: Any) -> dict[str, Any]:
     return {
         "event_id": event.id,
