@@ -236,7 +236,7 @@ class Received:
 class Receiver:
     """A webhook receiver on loopback; ``respond`` scripts its answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received: list[Received] = []
         self.respond: Callable[[Received], tuple[int, dict[str, str]]] = lambda r: (
             200,
@@ -262,7 +262,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
