@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Received, Receiver, free_port
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from harness import Received, Receiver, free_port
 from tilework.store.db import Database
 from tilework.store.models import (
     Organization,
@@ -22,7 +22,6 @@ from tilework.store.models import (
     WebhookEvent,
     Workspace,
     new_id,
-    utcnow,
 )
 from tilework.webhooks.dispatcher import Dispatcher, DispatchPolicy
 from tilework.webhooks.sender import HttpSender
