@@ -9,13 +9,12 @@ process of this machine that is gone (so a restart after a crash resumes at once
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 
 from tilework.engine.scheduler import Scheduler
 from tilework.executors.runner import TaskRunner
 from tilework.media.ffmpeg import CancelToken
+from tilework.processes import claimant_prefix, is_dead_local_claimant
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ class LocalExecutor:
         self.runner = runner
         self.scheduler = scheduler
         self.workers = workers
-        self.prefix = f"local:{socket.gethostname()}:{os.getpid()}"
+        self.prefix = claimant_prefix()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, tuple[str, CancelToken]] = {}
@@ -37,7 +36,7 @@ class LocalExecutor:
         scheduler.on_cancel(self._cancel_run)
 
     def start(self) -> None:
-        recovered = self.scheduler.recover(dead_workers=_dead_local_worker)
+        recovered = self.scheduler.recover(dead_workers=is_dead_local_claimant)
         if recovered:
             log.info("requeued %d tasks left running by a stopped process", recovered)
 
@@ -101,23 +100,3 @@ class LocalExecutor:
             tokens = [token for rid, token in self._running.values() if rid == run_id]
         for token in tokens:
             token.cancel()
-
-
-def _dead_local_worker(worker_id: str) -> bool:
-    """True for a worker id of this machine whose process no longer exists."""
-    parts = worker_id.split(":")
-    if len(parts) < 4 or parts[0] != "local" or parts[1] != socket.gethostname():
-        return False
-    try:
-        pid = int(parts[2])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

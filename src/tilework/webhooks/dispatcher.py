@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
+from tilework.processes import claimant_prefix, is_dead_local_claimant
 from tilework.store.db import Database
 from tilework.store.models import (
     GoneUrl,
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.1
 CLAIM_BATCH = 64
+CLAIM_MARGIN_SECONDS = 10
 JITTER = 0.2
 MAX_RETRY_AFTER_SECONDS = 24 * 3600
 
@@ -77,9 +79,11 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._failures = 0
         self._in_flight = 0
+        self.claimant = f"{claimant_prefix()}:dispatcher"
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        self.release_orphaned_claims()
         self._thread = threading.Thread(target=self._loop, name="webhook-dispatcher")
         self._thread.daemon = True
         self._thread.start()
@@ -89,6 +93,25 @@ class Dispatcher:
         self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+
+    def release_orphaned_claims(self) -> int:
+        """Take back events claimed by a process of this machine that has died."""
+        with self.db.write() as session:
+            claimed = session.scalars(
+                select(WebhookEvent).where(
+                    WebhookEvent.status == "pending",
+                    WebhookEvent.claimed_by.is_not(None),
+                )
+            ).all()
+            orphans = [e for e in claimed if is_dead_local_claimant(e.claimed_by or "")]
+            for event in orphans:
+                event.claimed_until = None
+                event.claimed_by = None
+        if orphans:
+            log.info(
+                "took back %d webhook events claimed by a stopped process", len(orphans)
+            )
+        return len(orphans)
 
     def _loop(self) -> None:
         """Keep up to ``concurrency`` deliveries in flight; never wait for a batch.
@@ -161,8 +184,9 @@ class Dispatcher:
             claimed = []
             for event in chosen.values():
                 event.claimed_until = now + timedelta(
-                    seconds=self.policy.timeout_seconds + 30
+                    seconds=self.policy.timeout_seconds + CLAIM_MARGIN_SECONDS
                 )
+                event.claimed_by = self.claimant
                 if event.body is None:
                     event.body = _encode(event.payload)
                 claimed.append(self._claimed(session, event))

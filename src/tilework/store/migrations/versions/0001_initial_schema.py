@@ -196,6 +196,7 @@ def upgrade() -> None:
             tilework.store.models.UTCDateTime(timezone=True),
             nullable=True,
         ),
+        sa.Column("claimed_by", sa.String(length=200), nullable=True),
         sa.Column(
             "delivered_at",
             tilework.store.models.UTCDateTime(timezone=True),
