@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from tilework.config import Settings
 from tilework.engine.scheduler import ClaimedTask, OutputRecord, Scheduler
-from tilework.errors import Cancelled, TileworkError
+from tilework.errors import Cancelled, TileError, TileworkError
 from tilework.media.ffmpeg import CancelToken, FFmpeg
 from tilework.media.probe import probe
 from tilework.media.render import make_thumbnail
 from tilework.media.storage import LocalStorage
 from tilework.store.db import Database
-from tilework.store.models import Asset, Render
+from tilework.store.models import Asset, Render, Workspace
 from tilework.tiles.base import MediaFile, SourceSpec, Tile, TileContext, TileOutput
 from tilework.tiles.registry import get_tile
 
@@ -149,7 +150,32 @@ class TaskRunner:
             fetch_allow_networks=self.settings.fetch_allow_networks,
             max_input_bytes=self.settings.max_video_bytes,
             max_input_seconds=self.settings.max_input_seconds,
+            organization_id=task.organization_id,
+            resolve_asset=lambda asset_id, kind: self._asset_path(
+                task.organization_id, asset_id, kind
+            ),
+            settings=self.settings,
         )
+
+    def _asset_path(self, organization_id: str, asset_id: str, kind: str) -> Path:
+        with self.db.read() as session:
+            asset = session.scalars(
+                select(Asset)
+                .join(Workspace, Workspace.id == Asset.workspace_id)
+                .where(
+                    Asset.id == asset_id,
+                    Asset.kind == kind,
+                    Asset.status == "ready",
+                    Workspace.organization_id == organization_id,
+                )
+            ).first()
+            key = asset.storage_key if asset is not None else None
+        if key is None or not self.storage.exists(key):
+            raise TileError(
+                f"No finalized {kind} upload {asset_id} in this organization; "
+                f"upload it with /uploads/{kind}/get_upload_url and finalize it first."
+            )
+        return self.storage.path(key)
 
     def _store(self, task: ClaimedTask, index: int, output: TileOutput) -> OutputRecord:
         info = probe(output.path)

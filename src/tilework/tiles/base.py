@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from tilework.config import Settings
+from tilework.errors import TileError
 from tilework.media.ffmpeg import CancelToken, FFmpeg
 from tilework.media.probe import MediaInfo
 
@@ -47,6 +49,10 @@ class SourceSpec:
     label: str | None = None
 
 
+def _no_assets(asset_id: str, kind: str) -> Path:
+    raise TileError(f"No {kind} upload {asset_id} is available to this tile.")
+
+
 @dataclass
 class TileContext:
     run_id: str
@@ -60,6 +66,11 @@ class TileContext:
     fetch_allow_networks: tuple[Any, ...] = ()
     max_input_bytes: int = 5 * 1024**3
     max_input_seconds: float = 3 * 3600
+    organization_id: str = ""
+    resolve_asset: Callable[[str, str], Path] = _no_assets
+    """``resolve_asset(asset_id, kind)``: the file of an upload of this organization;
+    raises TileError naming the id when there is none."""
+    settings: Settings = field(default_factory=Settings)
 
 
 @dataclass(frozen=True)
