@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     ffmpeg_binary: str | None = None
     x264_preset: str = "veryfast"
 
+    asr_model: str | None = None
+    """A faster-whisper model folder; the bundled tiny English model when unset."""
+    asr_threads: int = Field(default=2, ge=1, le=64)
+    espeak_binary: str | None = None
+    generation_provider: str | None = None
+    """The entry point name of the provider that generation tiles use."""
+
     log_level: str = "INFO"
 
     @field_validator("webhook_allow_networks", "fetch_allow_networks", mode="before")
