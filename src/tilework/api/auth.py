@@ -37,7 +37,9 @@ class Caller:
             return [self.workspace_id]
         return list(
             session.scalars(
-                select(Workspace.id).where(Workspace.organization_id == self.organization_id)
+                select(Workspace.id).where(
+                    Workspace.organization_id == self.organization_id
+                )
             )
         )
 
@@ -66,14 +68,18 @@ def authenticate(request: Request, tw: Tilework = Depends(tilework)) -> Caller:
     key = _bearer(request.headers.get("authorization"))
     with tw.db.read() as session:
         row = session.scalars(
-            select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+            select(ApiKey).where(
+                ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
+            )
         ).first()
         if row is None:
-            raise InvalidApiKey("The API key is not valid; check the Authorization header.")
+            raise InvalidApiKey(
+                "The API key is not valid; check the Authorization header."
+            )
         organization = session.get_one(Organization, row.organization_id)
         workspace_id = _narrowed_workspace(session, request, row.organization_id)
 
-    _touch(tw, row)
+    last_used_at = _touch(tw, row)
     return Caller(
         key_id=row.id,
         organization_id=row.organization_id,
@@ -81,7 +87,7 @@ def authenticate(request: Request, tw: Tilework = Depends(tilework)) -> Caller:
         scopes=row.scopes,
         workspace_id=workspace_id,
         key_created_at=row.created_at,
-        last_used_at=row.last_used_at,
+        last_used_at=last_used_at,
     )
 
 
@@ -105,7 +111,9 @@ def _bearer(header: str | None) -> str:
     return value.strip()
 
 
-def _narrowed_workspace(session: Session, request: Request, organization_id: str) -> str | None:
+def _narrowed_workspace(
+    session: Session, request: Request, organization_id: str
+) -> str | None:
     wanted = request.headers.get("x-workspace-id")
     if not wanted:
         return None
@@ -115,9 +123,17 @@ def _narrowed_workspace(session: Session, request: Request, organization_id: str
     return workspace.id
 
 
-def _touch(tw: Tilework, row: ApiKey) -> None:
+def _touch(tw: Tilework, row: ApiKey) -> datetime:
+    """Record this use of the key (to the minute) and return the time recorded.
+
+    The request itself counts as a use, so ``/whoami`` never shows a key in use as
+    unused.
+    """
     now = utcnow()
     if row.last_used_at is not None and now - row.last_used_at < LAST_USED_RESOLUTION:
-        return
+        return row.last_used_at
     with tw.db.write() as session:
-        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+        session.execute(
+            update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now)
+        )
+    return now

@@ -20,7 +20,9 @@ class Catalog(Protocol):
 
     def is_input(self, node_type_id: str) -> bool: ...
 
-    def check_params(self, node_type_id: str, params: Mapping[str, Any]) -> list[str]: ...
+    def check_params(
+        self, node_type_id: str, params: Mapping[str, Any]
+    ) -> list[str]: ...
 
 
 @dataclass

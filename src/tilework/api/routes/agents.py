@@ -20,8 +20,17 @@ from tilework.store.models import Agent, utcnow
 router = APIRouter()
 
 
-def find_agent(session: Session, caller: Caller, agent_id: str) -> Agent:
-    agent = session.get(Agent, agent_id)
+def find_agent(
+    session: Session, caller: Caller, agent_id: str, *, lock: bool = False
+) -> Agent:
+    """The caller's live agent, or 404 for any other (never 403, which would leak it).
+
+    ``lock`` takes the agent's row for the rest of the transaction, so that concurrent
+    edits of one agent queue instead of interleaving their read-modify-write.
+    """
+    if "\x00" in agent_id:  # no id holds one, and PostgreSQL refuses it in a query
+        raise NotFound(f"No agent {agent_id}.")
+    agent = session.get(Agent, agent_id, with_for_update=lock)
     if (
         agent is None
         or agent.deleted_at is not None
@@ -31,11 +40,24 @@ def find_agent(session: Session, caller: Caller, agent_id: str) -> Agent:
     return agent
 
 
+def _text_problems(body: CreateAgent | UpdateAgent) -> list[str]:
+    """Text no database can store the same way: PostgreSQL refuses NUL characters."""
+    return [
+        f"{field} must not contain a NUL character"
+        for field in ("name", "description")
+        if "\x00" in (getattr(body, field) or "")
+    ]
+
+
 @router.get("/node_types")
 def node_types(
     caller: Caller = Depends(require("agents:read")), tw: Tilework = Depends(tilework)
 ) -> dict[str, Any]:
-    return {"node_types": [tw.catalog.describe_full(t.node_type_id) for t in tw.catalog.all()]}
+    return {
+        "node_types": [
+            tw.catalog.describe_full(t.node_type_id) for t in tw.catalog.all()
+        ]
+    }
 
 
 @router.get("/node_type/{node_type_id}")
@@ -58,8 +80,9 @@ def create_agent(
     with tw.db.write() as session:
         workspace_id = caller.target_workspace(session, body.workspace_id)
         result = apply_operations(Template(), body.operations, tw.catalog)
-        if result.problems:
-            raise ValidationFailed(result.problems)
+        problems = _text_problems(body) + result.problems
+        if problems:
+            raise ValidationFailed(problems)
 
         agent = Agent(
             workspace_id=workspace_id,
@@ -86,15 +109,18 @@ def update_agent(
     tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
     with tw.db.write() as session:
-        agent = find_agent(session, caller, agent_id)
+        agent = find_agent(session, caller, agent_id, lock=True)
         template = store.load_template(session, agent)
         result = apply_operations(template, body.operations, tw.catalog)
-        if result.problems:
-            raise ValidationFailed(result.problems)
+        problems = _text_problems(body) + result.problems
+        if problems:
+            raise ValidationFailed(problems)
 
         for field in ("name", "description", "visibility"):
             value = getattr(body, field)
-            if field in body.model_fields_set and (value is not None or field == "description"):
+            if field in body.model_fields_set and (
+                value is not None or field == "description"
+            ):
                 setattr(agent, field, value)
         store.save_template(session, agent, result.template)
         agent.updated_at = utcnow()
@@ -114,7 +140,9 @@ def get_agent(
 ) -> dict[str, Any]:
     with tw.db.read() as session:
         agent = find_agent(session, caller, agent_id)
-        return store.agent_view(agent, store.load_template(session, agent), tw.catalog.describe)
+        return store.agent_view(
+            agent, store.load_template(session, agent), tw.catalog.describe
+        )
 
 
 @router.get("/agents")
@@ -126,19 +154,26 @@ def list_agents(
 ) -> dict[str, Any]:
     with tw.db.read() as session:
         query = select(Agent).where(
-            Agent.workspace_id.in_(caller.workspace_ids(session)), Agent.deleted_at.is_(None)
+            Agent.workspace_id.in_(caller.workspace_ids(session)),
+            Agent.deleted_at.is_(None),
         )
         rows = list(
-            session.scalars(page(query, Agent.created_at, Agent.id, cursor=cursor, limit=limit))
+            session.scalars(
+                page(query, Agent.created_at, Agent.id, cursor=cursor, limit=limit)
+            )
         )
         more = len(rows) > limit
         rows = rows[:limit]
         return {
             "agents": [
-                store.agent_view(a, store.load_template(session, a), tw.catalog.describe)["agent"]
+                store.agent_view(
+                    a, store.load_template(session, a), tw.catalog.describe
+                )["agent"]
                 for a in rows
             ],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
+            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id)
+            if more
+            else None,
         }
 
 
@@ -149,7 +184,8 @@ def duplicate_agent(
     tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
     with tw.db.write() as session:
-        twin = store.duplicate(session, find_agent(session, caller, agent_id))
+        original = find_agent(session, caller, agent_id, lock=True)
+        twin = store.duplicate(session, original)
         return {"success": True, "agent_id": twin.id}
 
 
@@ -160,6 +196,6 @@ def delete_agent(
     tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
     with tw.db.write() as session:
-        agent = find_agent(session, caller, agent_id)
+        agent = find_agent(session, caller, agent_id, lock=True)
         agent.deleted_at = utcnow()
         return {"success": True, "agent_id": agent.id}
