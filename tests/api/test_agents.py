@@ -537,11 +537,6 @@ def test_bad_page_parameters_are_refused(
     assert expected in refused(api.get("/agents", **query))
 
 
-@pytest.mark.xfail(
-    reason="api/pagination.py: a cursor holding a naive timestamp reaches the query "
-    "and the UTC column type raises: 500 instead of 400",
-    strict=True,
-)
 def test_a_forged_cursor_with_a_naive_timestamp_is_a_400(api: Api) -> None:
     raw = json.dumps(["2020-01-01T00:00:00", str(uuid.uuid4())]).encode()
     cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -627,12 +622,6 @@ def test_an_unknown_node_type_is_a_404(api: Api) -> None:
     assert UNKNOWN_TYPE in refused(api.get(f"/node_type/{UNKNOWN_TYPE}"), 404)
 
 
-@pytest.mark.xfail(
-    reason="tiles/catalog.py validates params in pydantic's lax mode: the string "
-    "'720' passes for max_height, which the published params_schema types as an "
-    "integer, and is stored as the string",
-    strict=True,
-)
 def test_a_param_is_held_to_the_type_its_schema_publishes(api: Api) -> None:
     schema = api.ok(api.get(f"/node_type/{REFRAME}"))["params_schema"]
     assert schema["properties"]["max_height"]["type"] == "integer"
@@ -643,12 +632,6 @@ def test_a_param_is_held_to_the_type_its_schema_publishes(api: Api) -> None:
     assert "max_height" in refused(response)
 
 
-@pytest.mark.xfail(
-    reason="engine/runs.py starts a run of an Audio Enhance tile that has no input; "
-    "the tile then crashes on its missing source (AttributeError), reported as an "
-    "internal error instead of a refusal or a clear message",
-    strict=True,
-)
 def test_a_tile_without_an_input_does_not_crash_its_run(api: Api) -> None:
     # Given an agent whose only tile needs a video but has no input
     agent_id, _ = api.create_agent([("sound", AUDIO_ENHANCE, {})], [])

@@ -17,6 +17,9 @@ class Catalog:
     def is_input(self, node_type_id: str) -> bool:
         return node_type_id == INPUT
 
+    def needs_input(self, node_type_id: str) -> bool:
+        return node_type_id == STEP
+
     def check_params(self, node_type_id: str, params: Mapping[str, Any]) -> list[str]:
         return [f"unknown param {key!r}" for key in params if key != "level"]
 

@@ -23,7 +23,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         stamp, row_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(stamp), str(row_id)
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time carries its zone")
+        return moment, str(row_id)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise ValidationFailed(
             f"cursor {cursor!r} is not a cursor this server issued"

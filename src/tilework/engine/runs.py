@@ -44,6 +44,8 @@ def start_run(
     problems += _check_callback(request.callback_url)
     entries, input_problems = _input_entries(template, request, catalog)
     problems += input_problems
+    if not problems:
+        problems += _check_fed(template, request, catalog)
     if problems:
         raise ValidationFailed(problems)
 
@@ -84,6 +86,17 @@ def _check_overrides(
         for problem in catalog.check_params(node.node_type_id, merged):
             problems.append(f"update_params[{node_id}]: {problem}")
     return problems
+
+
+def _check_fed(template: Template, request: StartRun, catalog: Catalog) -> list[str]:
+    """Every tile that works on a video must have something upstream of it."""
+    runtime = build_runtime(template, ignore=request.ignore_nodes)
+    return [
+        f"{catalog.name_of(node.node_type_id)} tile {node.original_node_id} has no "
+        "input; connect it below a Video Input"
+        for node in runtime
+        if not node.upstream and catalog.needs_input(node.node_type_id)
+    ]
 
 
 def _check_callback(url: str | None) -> list[str]:

@@ -29,7 +29,7 @@ from tilework.media.probe import MediaInfo
 class TileParams(BaseModel):
     """Base of every tile's params: unknown keys are an error, not ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ class Tile(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Params: ClassVar[type[TileParams]] = TileParams
+    takes_input: ClassVar[bool] = True
+    """False for tiles that make media from nothing (generation-only agents)."""
     credits_per_minute: ClassVar[int] = 1
 
     @abstractmethod

@@ -31,6 +31,10 @@ class TileCatalog:
     def is_input(self, node_type_id: str) -> bool:
         return node_type_id == VideoInput.node_type_id
 
+    def needs_input(self, node_type_id: str) -> bool:
+        tile = self._tiles.get(node_type_id)
+        return tile is not None and tile.takes_input and not self.is_input(node_type_id)
+
     def check_params(self, node_type_id: str, params: Mapping[str, Any]) -> list[str]:
         tile = self._tiles.get(node_type_id)
         if tile is None:

@@ -247,7 +247,12 @@ def redeliver_webhook(
         if event is None or event.run_id != run_id:
             raise NotFound(f"No webhook event {event_id} in run {run_id}.")
     tw.dispatcher.redeliver(event_id)
-    return {"success": True, "run_id": run_id, "event_id": event_id, "status": "pending"}
+    return {
+        "success": True,
+        "run_id": run_id,
+        "event_id": event_id,
+        "status": "pending",
+    }
 
 
 def _event_view(event: WebhookEvent, attempts: Any) -> dict[str, Any]:
