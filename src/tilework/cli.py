@@ -1,4 +1,7 @@
-"""The ``tilework`` command: serve, demo, run, agents, keys, migrate."""
+"""tilework: a self-hosted engine for video-editing agents.
+
+Commands: serve, demo, run, agents, orgs, workspaces, keys, migrate.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 
@@ -16,7 +20,12 @@ from tilework.config import Settings
 if TYPE_CHECKING:
     from tilework.store.db import Database
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=__doc__,
+    pretty_exceptions_enable=False,
+)
 agents_app = typer.Typer(
     no_args_is_help=True, help="Manage agents on a running server."
 )
@@ -58,8 +67,13 @@ def configure_logging(level: str) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to bind (TILEWORK_HOST, default 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to bind (TILEWORK_PORT, default 8000).")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Data folder (TILEWORK_DATA_DIR).")
     ] = None,
@@ -78,6 +92,7 @@ def serve(
     }
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
+    _check_port_free(settings.host, settings.port)
     tw = Tilework.build(settings)
     tw.db.migrate()
     first = bootstrap(
@@ -88,6 +103,9 @@ def serve(
             f"[bold]Admin API key[/bold] (shown once, also kept in {first.key_file}):\n"
             f"  {first.api_key}"
         )
+    console.print(
+        f"tilework listening on {settings.base_url} (data in {settings.data_dir})"
+    )
     uvicorn.run(
         create_app(tw),
         host=settings.host,
@@ -95,6 +113,20 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ValueError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
+            ) from None
 
 
 @app.command()
@@ -224,6 +256,9 @@ def run(
         links = [v for v in videos if v.startswith(("http://", "https://"))]
         if files and links:
             raise typer.BadParameter("give either files or URLs in one run, not both")
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            raise ValueError(f"no such file: {', '.join(missing)}")
         body: dict[str, Any] = {"callback_url": callback_url} if callback_url else {}
         if files:
             body["video_ids"] = [client.upload(Path(f), "video") for f in files]
@@ -256,4 +291,32 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Run the command; known failures become one line on stderr and exit code 1."""
+    from pydantic import ValidationError
+
+    from tilework.client import ApiFailure
+    from tilework.errors import TileworkError
+
+    try:
+        app()
+    except ApiFailure as exc:
+        _fail(f"the server refused: {exc}")
+    except httpx.TransportError as exc:
+        _fail(
+            f"could not reach the server ({type(exc).__name__}: {exc}); is it running?"
+        )
+    except ValidationError as exc:
+        _fail(f"a setting is not valid: {_first_error(exc)}")
+    except (TileworkError, OSError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise SystemExit(1)
+
+
+def _first_error(exc: Any) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}"
