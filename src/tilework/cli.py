@@ -39,6 +39,8 @@ workspaces_app = typer.Typer(
 app.add_typer(agents_app, name="agents")
 app.add_typer(keys_app, name="keys")
 app.add_typer(orgs_app, name="orgs")
+billing_app = typer.Typer(no_args_is_help=True, help="Plans and checkouts.")
+app.add_typer(billing_app, name="billing")
 app.add_typer(workspaces_app, name="workspaces")
 
 console = Console(stderr=True, soft_wrap=True)
@@ -212,10 +214,93 @@ def workspaces_create(
 def _database(data_dir: Path | None) -> Database:
     from tilework.store.db import Database
 
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    settings = _settings(data_dir)
     db = Database(settings.resolved_database_url)
     db.migrate()
     return db
+
+
+@billing_app.command("approve")
+def billing_approve(
+    checkout_id: Annotated[str, typer.Argument(help="The checkout to approve.")],
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Approve a pending checkout: its plan becomes active with its credits."""
+    from tilework.billing.checkout import approve
+    from tilework.service import Tilework
+
+    tw = Tilework.build(_settings(data_dir), execute=False)
+    with tw.db.write() as session:
+        found = approve(session, tw.ledger, checkout_id)
+        typer.echo(f"checkout {found.id}: plan {found.plan_id} is active")
+
+
+@billing_app.command("checkouts")
+def billing_checkouts(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """List the checkouts waiting for approval."""
+    from sqlalchemy import select
+
+    from tilework.store.models import Checkout
+
+    db = _database(data_dir)
+    with db.read() as session:
+        pending = session.scalars(select(Checkout).where(Checkout.status == "pending"))
+        for row in pending:
+            when = f"{row.created_at:%Y-%m-%d %H:%M}"
+            typer.echo(f"{row.id}  {row.organization_id}  {row.plan_id}  {when}")
+
+
+@billing_app.command("plans")
+def billing_plans(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Show the plan table."""
+    from tilework.billing.plans import all_plans, plan_view, seed_plans
+
+    db = _database(data_dir)
+    with db.write() as session:
+        seed_plans(session)
+        typer.echo(json.dumps([plan_view(p) for p in all_plans(session)], indent=2))
+
+
+@billing_app.command("set-plan")
+def billing_set_plan(
+    plan_id: Annotated[str, typer.Argument(help="Plan id; a new id adds a plan.")],
+    price_usd: Annotated[float | None, typer.Option(help="Price a period.")] = None,
+    credits: Annotated[
+        int | None, typer.Option(help="Credits granted a month.")
+    ] = None,
+    billing: Annotated[str | None, typer.Option(help="monthly or annual.")] = None,
+    top_up_rate: Annotated[
+        float | None, typer.Option(help="USD per 100 top-up credits.")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Edit a row of the plan table (or add one)."""
+    from tilework.billing.plans import plan_view, seed_plans
+    from tilework.store.models import Plan
+
+    db = _database(data_dir)
+    with db.write() as session:
+        seed_plans(session)
+        plan = session.get(Plan, plan_id) or Plan(id=plan_id, family=plan_id)
+        session.add(plan)
+        for field, value in (
+            ("price_usd", price_usd),
+            ("credits_per_month", credits),
+            ("billing", billing),
+            ("top_up_rate_per_100_credits_usd", top_up_rate),
+        ):
+            if value is not None:
+                setattr(plan, field, value)
+        session.flush()
+        typer.echo(json.dumps(plan_view(plan)))
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir else Settings()
 
 
 @agents_app.command("create")

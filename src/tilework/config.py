@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     """A faster-whisper model folder; the bundled tiny English model when unset."""
     asr_threads: int = Field(default=2, ge=1, le=64)
     espeak_binary: str | None = None
+    billing_unlimited: bool = False
+    """Let every task run without credits, for operators who do not bill."""
+    tile_prices: dict[str, int] = Field(default_factory=dict)
+    """Credits per started minute of input, by node type id or tile name."""
+    admin_token: str | None = None
+    """Bearer token of the operator's admin routes; they are off when unset."""
     generation_provider: str | None = None
     """The entry point name of the provider that generation tiles use."""
 

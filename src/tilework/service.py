@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from tilework.billing.ledger import Ledger
+from tilework.billing.plans import seed_plans
 from tilework.config import Settings
 from tilework.engine.events import Outbox
 from tilework.engine.scheduler import Scheduler
@@ -56,6 +58,7 @@ class Tilework:
     ffmpeg: FFmpeg
     dispatcher: Dispatcher
     executor: LocalExecutor | None
+    ledger: Ledger
 
     @classmethod
     def build(
@@ -72,10 +75,15 @@ class Tilework:
         catalog = TileCatalog()
         viewer = Viewer(links=links, describe_type=catalog.describe)
         outbox = Outbox(viewer, coalesce_seconds=settings.webhook_coalesce_seconds)
+        ledger = Ledger(
+            unlimited=settings.billing_unlimited,
+            prices=catalog.prices(settings.tile_prices),
+        )
         scheduler = Scheduler(
             db,
             outbox,
             is_input=catalog.is_input,
+            gate=ledger,
             lease_seconds=settings.task_lease_seconds,
         )
         ffmpeg = FFmpeg(find_ffmpeg(settings.ffmpeg_binary))
@@ -110,10 +118,13 @@ class Tilework:
             ffmpeg,
             dispatcher,
             executor,
+            ledger,
         )
 
     def start(self) -> None:
         self.db.migrate()
+        with self.db.write() as session:
+            seed_plans(session)
         if self.executor is not None:
             self.executor.start()
         self.dispatcher.start()

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tilework.api.auth import authenticate, tilework
-from tilework.api.routes import account, agents, media, runs, uploads
+from tilework.api.routes import account, agents, billing, media, runs, uploads
 from tilework.errors import ApiError
 from tilework.service import Tilework
 
@@ -48,7 +48,7 @@ def create_app(tw: Tilework, *, manage_lifecycle: bool = True) -> FastAPI:
 
     app = FastAPI(title="tilework", version="0.1.0", lifespan=lifespan)
     app.state.tilework = tw
-    for module in (account, agents, runs, uploads, media):
+    for module in (account, agents, runs, uploads, media, billing):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(_CrashesAsResponses)

@@ -18,6 +18,7 @@ from sqlalchemy import CursorResult, Update, select, update
 from sqlalchemy.orm import Session
 
 from tilework.engine import rules
+from tilework.engine.credits import CreditGate, NoCharge
 from tilework.engine.events import Outbox
 from tilework.engine.views import RunState
 from tilework.errors import Conflict, NotFound
@@ -27,6 +28,7 @@ from tilework.store.models import Render, Run, RunNode, Task, utcnow
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+MAX_REFUSALS_PER_CLAIM = 20
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,12 @@ class Scheduler:
         outbox: Outbox,
         *,
         is_input: Callable[[str], bool],
+        gate: CreditGate | None = None,
         lease_seconds: float = 30.0,
     ) -> None:
         self.db = db
         self.outbox = outbox
+        self.gate: CreditGate = gate or NoCharge()
         self.is_input = is_input
         self.lease = timedelta(seconds=lease_seconds)
         self.work_available = threading.Event()
@@ -97,45 +101,68 @@ class Scheduler:
         self._advance(session, run)
 
     def claim(self, worker_id: str) -> ClaimedTask | None:
-        with self.db.write() as session:
-            task = self._next_queued(session)
-            if task is None:
-                return None
+        """Take the next queued task, paying for it; tasks that can't be paid fail."""
+        for _ in range(MAX_REFUSALS_PER_CLAIM):
+            with self.db.write() as session:
+                task = self._next_queued(session)
+                if task is None:
+                    return None
+                claimed = self._claim_task(session, task, worker_id)
+            if claimed is not None:
+                return claimed
+        return None
 
-            now = utcnow()
-            claimed = _rows(
-                session,
-                update(Task)
-                .where(Task.id == task.id, Task.status == "queued")
-                .values(
-                    status="running",
-                    worker_id=worker_id,
-                    attempt=Task.attempt + 1,
-                    lease_expires_at=now + self.lease,
-                    heartbeat_at=now,
-                    started_at=now,
-                    progress=0.0,
-                ),
-            )
-            if not claimed:
-                return None
-
-            session.refresh(task)
-            node = session.get_one(RunNode, task.node_id)
-            run = session.get_one(Run, task.run_id)
-            self._advance(session, run)
-            return ClaimedTask(
-                id=task.id,
-                run_id=task.run_id,
-                node_id=task.node_id,
-                original_node_id=node.original_node_id,
-                node_type_id=node.node_type_id,
-                params=dict(node.params),
-                item=dict(task.item),
-                attempt=task.attempt,
-                organization_id=run.organization_id,
+    def _claim_task(
+        self, session: Session, task: Task, worker_id: str
+    ) -> ClaimedTask | None:
+        now = utcnow()
+        claimed = _rows(
+            session,
+            update(Task)
+            .where(Task.id == task.id, Task.status == "queued")
+            .values(
+                status="running",
                 worker_id=worker_id,
-            )
+                attempt=Task.attempt + 1,
+                lease_expires_at=now + self.lease,
+                heartbeat_at=now,
+                started_at=now,
+                progress=0.0,
+            ),
+        )
+        if not claimed:
+            return None
+
+        session.refresh(task)
+        node = session.get_one(RunNode, task.node_id)
+        run = session.get_one(Run, task.run_id)
+        refusal = self.gate.reserve(session, task, node, run.organization_id)
+        if refusal is not None:
+            self._refuse(session, task, run, refusal)
+            return None
+
+        self._advance(session, run)
+        return ClaimedTask(
+            id=task.id,
+            run_id=task.run_id,
+            node_id=task.node_id,
+            original_node_id=node.original_node_id,
+            node_type_id=node.node_type_id,
+            params=dict(node.params),
+            item=dict(task.item),
+            attempt=task.attempt,
+            organization_id=run.organization_id,
+            worker_id=worker_id,
+        )
+
+    def _refuse(self, session: Session, task: Task, run: Run, refusal: str) -> None:
+        task.status = "failed"
+        task.needs_credits = True
+        task.error = refusal
+        task.finished_at = utcnow()
+        task.lease_expires_at = None
+        self._advance(session, run)
+        log.info("task %s of run %s needs credits", task.id, run.id)
 
     def _next_queued(self, session: Session) -> Task | None:
         query = (
@@ -235,7 +262,12 @@ class Scheduler:
                 task.id,
                 task.worker_id,
             )
-        return bool(rows)
+            return False
+
+        row = session.get_one(Task, task.id)
+        session.refresh(row)
+        self.gate.settle(session, row, task.organization_id, kept=status == "completed")
+        return True
 
     def recover(self, *, dead_workers: Callable[[str], bool] | None = None) -> int:
         """Requeue tasks whose lease ran out or whose worker is known to be dead."""
@@ -251,6 +283,8 @@ class Scheduler:
                 or (dead_workers is not None and dead_workers(task.worker_id or ""))
             ]
             for task in lost:
+                run = session.get_one(Run, task.run_id)
+                self.gate.settle(session, task, run.organization_id, kept=False)
                 self._requeue_lost(task)
             for run_id in {task.run_id for task in lost}:
                 self._advance(session, session.get_one(Run, run_id))
@@ -290,14 +324,18 @@ class Scheduler:
                     f"The run already ended as {run.status}; nothing to cancel.",
                 )
 
-            tasks = _rows(
-                session,
-                update(Task)
-                .where(Task.run_id == run.id, Task.status.in_(("queued", "running")))
-                .values(
-                    status="cancelled", finished_at=utcnow(), lease_expires_at=None
-                ),
-            )
+            active = session.scalars(
+                select(Task).where(
+                    Task.run_id == run.id, Task.status.in_(("queued", "running"))
+                )
+            ).all()
+            for task in active:
+                self.gate.settle(session, task, run.organization_id, kept=False)
+                task.status = "cancelled"
+                task.finished_at = utcnow()
+                task.lease_expires_at = None
+            tasks = len(active)
+            session.flush()
             state = RunState.load(session, run)
             changed = [n for n in state.nodes if n.status not in rules.NODE_TERMINAL]
             for node in changed:

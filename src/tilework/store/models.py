@@ -220,6 +220,8 @@ class Task(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     needs_credits: Mapped[bool] = mapped_column(Boolean, default=False)
+    credits_held: Mapped[int] = mapped_column(BigInteger, default=0)
+    credits_charged: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -292,3 +294,76 @@ class GoneUrl(Base):
     url: Mapped[str] = mapped_column(Text, primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     gone_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Plan(Base):
+    """A plan of the operator's price table."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(64))
+    billing: Mapped[str] = mapped_column(String(16), default="monthly")
+    price_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    credits_per_month: Mapped[int] = mapped_column(Integer, default=0)
+    top_up_rate_per_100_credits_usd: Mapped[float | None] = mapped_column(
+        Float, default=None
+    )
+    auto_topup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
+    notes: Mapped[str | None] = mapped_column(Text, default=None)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CreditAccount(Base):
+    """An organization's plan, its balance (the sum of its ledger) and top-up rule."""
+
+    __tablename__ = "credit_accounts"
+
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id"), primary_key=True
+    )
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    current_period_start: Mapped[datetime] = mapped_column(default=utcnow)
+    current_period_end: Mapped[datetime] = mapped_column(default=utcnow)
+    canceled_at: Mapped[datetime | None] = mapped_column(default=None)
+    scheduled_plan_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    auto_topup_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_topup_threshold: Mapped[int] = mapped_column(BigInteger, default=0)
+    auto_topup_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
+    topup_armed: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CreditEntry(Base):
+    """One line of the append-only credit ledger."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (Index("ix_credit_entries_org_created", "organization_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    task_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    node_type_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    usd: Mapped[float | None] = mapped_column(Float, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Checkout(Base):
+    """A pending change to a paid plan, waiting for the checkout provider."""
+
+    __tablename__ = "checkouts"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    success_url: Mapped[str | None] = mapped_column(Text, default=None)
+    cancel_url: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)

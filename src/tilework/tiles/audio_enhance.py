@@ -45,6 +45,7 @@ class AudioEnhanceParams(TileParams):
 class AudioEnhance(Tile):
     node_type_id: ClassVar[str] = "425274c9-7735-4cf2-b7cb-46c6a7f0066a"
     name: ClassVar[str] = "Audio Enhance"
+    credits_per_minute: ClassVar[int] = 1
     description: ClassVar[str] = (
         "Removes rumble and steady noise and brings the sound to a standard "
         "loudness in two passes; the picture is copied unchanged."

@@ -45,6 +45,16 @@ class TileCatalog:
             return [_describe(error) for error in exc.errors()]
         return []
 
+    def prices(self, overrides: Mapping[str, int]) -> dict[str, int]:
+        """Credits per started minute by node type id; overrides name ids or names."""
+        by_name = {
+            tile.name.lower(): tile.node_type_id for tile in self._tiles.values()
+        }
+        prices = {tid: tile.credits_per_minute for tid, tile in self._tiles.items()}
+        for key, value in overrides.items():
+            prices[by_name.get(key.lower(), key)] = value
+        return prices
+
     def describe(self, node_type_id: str) -> dict[str, Any]:
         tile = self._tiles.get(node_type_id)
         slug = _slug(tile.name) if tile else node_type_id

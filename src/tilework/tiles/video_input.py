@@ -40,6 +40,7 @@ class VideoInput(Tile):
         "Brings a video into the agent: an upload, an earlier render or a link, "
         "optionally cut to a clip."
     )
+    credits_per_minute: ClassVar[int] = 0
 
     def run(
         self, params: TileParams, source: SourceSpec, ctx: TileContext
