@@ -57,6 +57,7 @@ class Ledger:
             return self._renew(session, found)
 
         seed_plans(session)
+        session.flush()
         now = utcnow()
         account = CreditAccount(
             organization_id=organization_id,
