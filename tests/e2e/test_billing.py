@@ -209,3 +209,47 @@ def test_admin_routes_need_the_operator_token(billed: ServerProcess) -> None:
         ).status_code
         == 400
     )
+
+
+@pytest.mark.postgres
+def test_parallel_runs_on_postgres_never_overdraw(tmp_path: Path, clip: Path) -> None:
+    # Given a server on PostgreSQL where Reframe costs 100 and the free plan has 300
+    from harness import postgres_database
+
+    with postgres_database() as url:
+        server = ServerProcess(
+            tmp_path / "pg",
+            database_url=url,
+            env={
+                "TILEWORK_TILE_PRICES": json.dumps({"Reframe": 100}),
+                "TILEWORK_WORKERS": "4",
+            },
+        ).start()
+        try:
+            api = server.client()
+            agent_id, _ = api.create_agent(
+                [
+                    ("in", VideoInput.node_type_id, {}),
+                    ("frame", Reframe.node_type_id, {}),
+                ],
+                [("in", "frame")],
+            )
+            video_id = api.upload(clip)
+
+            # When five runs race for the credits of three
+            runs = [
+                api.ok(api.post(f"/agent/{agent_id}/run", {"video_ids": [video_id]}))[
+                    "run_id"
+                ]
+                for _ in range(5)
+            ]
+            finished = [api.wait(run_id) for run_id in runs]
+
+            # Then exactly three ran, two stopped for credits, and nothing was overdrawn
+            statuses = sorted((run["status"], run["needs_credits"]) for run in finished)
+            assert statuses == [("completed", False)] * 3 + [("failed", True)] * 2
+            assert api.ok(api.get("/credits"))["balance"] == 0
+            usage = api.ok(api.get("/credits/usage"))
+            assert sum(e["amount"] for e in usage["entries"]) == 0
+        finally:
+            server.stop()
