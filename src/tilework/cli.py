@@ -132,6 +132,33 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 @app.command()
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be deleted.")
+    ] = False,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Delete expired renders and uploads that no live run needs."""
+    from tilework.media.storage import LocalStorage
+    from tilework.retention import collect
+
+    settings = _settings(data_dir)
+    configure_logging(settings.log_level)
+    result = collect(
+        _database(data_dir),
+        LocalStorage(settings.media_dir),
+        settings.data_dir,
+        dry_run=dry_run,
+    )
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(
+        f"{verb} {len(result.renders)} renders and {len(result.uploads)} uploads; "
+        f"kept {result.kept_for_live_runs} that live runs need; "
+        f"freed {result.bytes_freed} bytes"
+    )
+
+
+@app.command()
 def migrate(
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:

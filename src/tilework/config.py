@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = 3600
     view_url_ttl_seconds: int = 3600
 
+    render_retention_seconds: float | None = None
+    """Renders are deleted this long after they are made; kept forever when unset."""
+    upload_retention_seconds: float | None = None
+    """Uploads are deleted this long after they are finalized; kept when unset."""
+
     max_video_bytes: int = 5 * 1024**3
     max_audio_bytes: int = 500 * 1024**2
     max_image_bytes: int = 50 * 1024**2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tilework.billing.ledger import Ledger
 from tilework.billing.plans import seed_plans
@@ -32,12 +33,20 @@ class MediaLinks:
         self.ttl = ttl_seconds
 
     def media(
-        self, key: str, *, filename: str | None = None, ttl: int | None = None
+        self,
+        key: str,
+        *,
+        filename: str | None = None,
+        ttl: int | None = None,
+        until: datetime | None = None,
     ) -> str:
+        """A signed link valid ``ttl`` seconds, and never past ``until``."""
+        seconds = ttl or self.ttl
+        if until is not None:
+            left = int((until - datetime.now(UTC)).total_seconds())
+            seconds = max(1, min(seconds, left))
         params = {"filename": filename} if filename else None
-        return self.signer.sign(
-            file_path(key), ttl_seconds=ttl or self.ttl, params=params
-        )
+        return self.signer.sign(file_path(key), ttl_seconds=seconds, params=params)
 
 
 def file_path(key: str) -> str:
@@ -84,6 +93,7 @@ class Tilework:
             outbox,
             is_input=catalog.is_input,
             gate=ledger,
+            render_retention_seconds=settings.render_retention_seconds,
             lease_seconds=settings.task_lease_seconds,
         )
         ffmpeg = FFmpeg(find_ffmpeg(settings.ffmpeg_binary))

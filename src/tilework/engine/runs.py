@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from tilework.engine.agents import load_template
 from tilework.engine.graph import Catalog, Template, build_runtime
 from tilework.engine.scheduler import Scheduler
+from tilework.engine.views import is_gone
 from tilework.errors import NotFound, ValidationFailed
 from tilework.schemas.requests import StartRun, VideoInput
 from tilework.store.models import Agent, Asset, Render, Run, RunNode, Workspace, utcnow
@@ -232,7 +233,11 @@ def _resolve_sources(
             )
     for render_id in entry.node_render_ids:
         render = session.get(Render, render_id)
-        if render is None or render.organization_id != organization_id:
+        if (
+            render is None
+            or render.organization_id != organization_id
+            or is_gone(render.expires_at, render.purged_at)
+        ):
             missing.append(f"render {render_id}")
         else:
             sources.append(
@@ -257,6 +262,8 @@ def _find_asset(session: Session, asset_id: str, organization_id: str) -> Asset 
             Workspace.organization_id == organization_id,
         )
     ).first()
+    if asset is not None and is_gone(asset.expires_at, asset.purged_at):
+        return None
     return asset
 
 

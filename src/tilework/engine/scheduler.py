@@ -81,10 +81,16 @@ class Scheduler:
         is_input: Callable[[str], bool],
         gate: CreditGate | None = None,
         lease_seconds: float = 30.0,
+        render_retention_seconds: float | None = None,
     ) -> None:
         self.db = db
         self.outbox = outbox
         self.gate: CreditGate = gate or NoCharge()
+        self.retention = (
+            timedelta(seconds=render_retention_seconds)
+            if render_retention_seconds is not None
+            else None
+        )
         self.is_input = is_input
         self.lease = timedelta(seconds=lease_seconds)
         self.work_available = threading.Event()
@@ -216,6 +222,9 @@ class Scheduler:
                         media_info=output.media_info,
                         extra=output.extra,
                         position=position,
+                        expires_at=utcnow() + self.retention
+                        if self.retention
+                        else None,
                     )
                 )
             session.flush()

@@ -18,7 +18,11 @@ from tilework.store.models import Asset, Render, Run, RunNode, Task
 class Links(Protocol):
     """Mints signed download links for stored media."""
 
-    def media(self, key: str, *, filename: str | None = None) -> str: ...
+    def media(
+        self, key: str, *, filename: str | None = None, until: datetime | None = None
+    ) -> str:
+        """A link to ``key``; it never outlives ``until``, when the media expires."""
+        ...
 
 
 TypeDescriber = Callable[[str], dict[str, Any]]
@@ -75,20 +79,35 @@ class RunState:
         return rules.counts(node.status for node in self.nodes)
 
 
+def is_gone(expires_at: datetime | None, purged_at: datetime | None) -> bool:
+    """True for media that expired or was deleted: no link is made to it."""
+    if purged_at is not None:
+        return True
+    return expires_at is not None and expires_at <= datetime.now(UTC)
+
+
 def output_view(render: Render, links: Links) -> dict[str, Any]:
+    gone = is_gone(render.expires_at, render.purged_at)
+    until = render.expires_at
     view: dict[str, Any] = {
         "id": render.id,
-        "video_url": links.media(render.storage_key, filename=render.filename),
+        "video_url": (
+            None
+            if gone
+            else links.media(render.storage_key, filename=render.filename, until=until)
+        ),
         "thumbnail_url": (
-            links.media(render.thumbnail_key) if render.thumbnail_key else None
+            links.media(render.thumbnail_key, until=until)
+            if render.thumbnail_key and not gone
+            else None
         ),
         "premiere_prproj_url": None,
         "completed_at": iso(render.created_at),
         "original_node_id": render.original_node_id,
     }
     timeline = render.extra.get("timeline_key")
-    if timeline:
-        view["premiere_prproj_url"] = links.media(timeline)
+    if timeline and not gone:
+        view["premiere_prproj_url"] = links.media(timeline, until=until)
     return view
 
 
@@ -134,10 +153,17 @@ def _input_view(
     if kind == "upload":
         asset = session.get(Asset, ref)
         if asset is not None and asset.storage_key:
+            if is_gone(asset.expires_at, asset.purged_at):
+                return {"video_url": None, "thumbnail_url": None}
+            until = asset.expires_at
             return {
-                "video_url": links.media(asset.storage_key, filename=asset.filename),
+                "video_url": links.media(
+                    asset.storage_key, filename=asset.filename, until=until
+                ),
                 "thumbnail_url": (
-                    links.media(asset.thumbnail_key) if asset.thumbnail_key else None
+                    links.media(asset.thumbnail_key, until=until)
+                    if asset.thumbnail_key
+                    else None
                 ),
             }
     if kind == "render":

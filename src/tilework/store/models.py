@@ -160,6 +160,8 @@ class Asset(Base):
     media_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     upload_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    purged_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Run(Base):
@@ -245,6 +247,8 @@ class Render(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    purged_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class WebhookEvent(Base):
@@ -340,7 +344,9 @@ class CreditEntry(Base):
     """One line of the append-only credit ledger."""
 
     __tablename__ = "credit_entries"
-    __table_args__ = (Index("ix_credit_entries_org_created", "organization_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_credit_entries_org_created", "organization_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))

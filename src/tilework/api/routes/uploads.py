@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from tilework.api.auth import Caller, require, tilework
 from tilework.api.files import receive_upload, verify_signed_request
+from tilework.engine.views import is_gone
 from tilework.errors import NotFound, ProbeError, ValidationFailed
 from tilework.media.probe import MediaInfo, probe_audio, probe_image, probe_video
 from tilework.media.render import make_thumbnail
@@ -136,6 +137,9 @@ def finalize_upload(
         asset = _caller_asset(session, caller, kind, asset_id)
         asset.status = "ready"
         asset.media_info = info.to_dict()
+        retention = tw.settings.upload_retention_seconds
+        if retention is not None:
+            asset.expires_at = utcnow() + timedelta(seconds=retention)
         asset.thumbnail_key = thumbnail_key
         return _finalized(asset)
 
@@ -198,13 +202,16 @@ def get_view_url(
             raise NotFound(
                 f"The {body.asset_type} {body.asset_id} is not finalized yet."
             )
+        if is_gone(asset.expires_at, asset.purged_at):
+            raise NotFound(f"The {body.asset_type} {body.asset_id} has expired.")
         ttl = tw.settings.view_url_ttl_seconds
+        until = asset.expires_at
         return {
             "signed_url": tw.links.media(
-                asset.storage_key, filename=asset.filename, ttl=ttl
+                asset.storage_key, filename=asset.filename, ttl=ttl, until=until
             ),
             "thumbnail_url": (
-                tw.links.media(asset.thumbnail_key, ttl=ttl)
+                tw.links.media(asset.thumbnail_key, ttl=ttl, until=until)
                 if asset.thumbnail_key
                 else None
             ),

@@ -12,7 +12,6 @@ from alembic import op
 
 import tilework.store.models
 
-
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
