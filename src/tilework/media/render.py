@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
+import math
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from tilework.errors import TileError
+import av
+import av.error
+import cv2
+import numpy as np
+import numpy.typing as npt
+from av.container import InputContainer
+
+from tilework.errors import FFmpegError, MediaError, TileError
 from tilework.media.ffmpeg import FFmpeg
 from tilework.media.probe import MediaInfo
 from tilework.tiles.base import FilterFragment, MediaFile, TileContext
@@ -20,8 +31,17 @@ AUDIO_SAMPLE_RATE = 48000
 DEFAULT_FPS = 30
 MAX_CFR_FPS = 60
 MAX_PLAUSIBLE_FPS = 240
-THUMBNAIL_SECONDS = 5
-THUMBNAIL_FRAMES = 60
+THUMBNAIL_SAMPLES = 12
+THUMBNAIL_MARGIN = 0.05
+"""Share of the video skipped at each end when choosing the thumbnail frame."""
+THUMBNAIL_ANALYSIS_WIDTH = 320
+THUMBNAIL_SEEK_GAP = 2.0
+"""Without a keyframe index: seconds ahead of the last frame past which to seek."""
+THUMBNAIL_SEEK_BACK = 0.001
+"""Seconds before the chosen frame that ffmpeg seeks to, so it cannot skip it."""
+CLIPPED_DARK = 5
+CLIPPED_BRIGHT = 250
+MID_GREY = 128.0
 
 _LABEL = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)\]")
 
@@ -195,15 +215,191 @@ def _audio_parts(
     return ["-map", "[aout]"], f"[0:a:0]{','.join(chains)}[aout]"
 
 
+@dataclass(frozen=True)
+class _Sample:
+    """A frame considered for the thumbnail: its presentation time, its score."""
+
+    time: float
+    score: float
+
+
 def make_thumbnail(
     video: Path, out: Path, *, ffmpeg: FFmpeg, max_width: int = 640
 ) -> Path:
-    """Write a JPEG of a representative frame from the first seconds of ``video``."""
+    """Write a JPEG of the sharpest, best-exposed of a dozen frames of ``video``.
+
+    The frames are spread over the video but its first and last 5 %. The picture
+    is shown as players show it (turned, square pixels), at most ``max_width`` wide.
+    """
+    seconds = _thumbnail_time(video)
+    out.unlink(missing_ok=True)
+    if seconds > 0:
+        try:
+            _write_jpeg(video, out, seconds, ffmpeg=ffmpeg, max_width=max_width)
+        except FFmpegError as exc:
+            logger.debug("no frame at %.3f s of %s: %s", seconds, video, exc)
+        if _has_content(out):
+            return out
+
+    _write_jpeg(video, out, 0.0, ffmpeg=ffmpeg, max_width=max_width)
+    return out
+
+
+def _thumbnail_time(video: Path) -> float:
+    """Seconds into ``video`` of the best sampled frame; 0 when none decodes.
+
+    A decoding error ends the sampling; the frames scored until then still count.
+    """
+    samples: list[_Sample] = []
+    start = 0.0
+    try:
+        with av.open(str(video), mode="r", metadata_errors="replace") as container:
+            start = container.start_time / av.time_base if container.start_time else 0.0
+            for sample in _samples(container, start):
+                samples.append(sample)
+    except (av.error.FFmpegError, MediaError) as exc:
+        logger.debug("cannot sample all of %s for its thumbnail: %s", video, exc)
+
+    if not samples:
+        return 0.0
+    best = max(samples, key=lambda sample: sample.score)
+    logger.debug("thumbnail of %s at %.3f s (score %.2f)", video, best.time, best.score)
+    return max(0.0, best.time - start - THUMBNAIL_SEEK_BACK)
+
+
+def _samples(container: InputContainer, start: float) -> Iterator[_Sample]:
+    """Decode and score one frame in each of a dozen windows spread over the video.
+
+    In each window the last keyframe the container's index lists is taken, as it
+    decodes alone; else the frame at the window's start. Sampling seeks only when
+    that skips frames it would otherwise decode.
+    """
+    stream = _picture_stream(container)
+    stream.thread_type = "AUTO"
+    keyframes = _keyframe_times(stream)
+
+    frames: Iterator[av.VideoFrame] | None = None
+    position = -math.inf
+    for earliest, latest in _sample_windows(_seconds(container, stream)):
+        wanted = _wanted_time(keyframes, start + earliest, start + latest)
+        if frames is None or _seek_pays(keyframes, position, wanted):
+            _seek(container, stream, wanted)
+            frames = container.decode(stream)
+        frame = _frame_from(frames, wanted)
+        if frame is None:
+            return
+        position = frame.time if frame.time is not None else wanted
+        yield _Sample(position, _frame_score(_analysis_grey(frame)))
+
+
+def _seek(container: InputContainer, stream: av.VideoStream, seconds: float) -> None:
+    """Seek to the last keyframe at or before ``seconds``, counted in stream ticks
+    rounded up so that a keyframe at ``seconds`` itself is never missed."""
+    base = stream.time_base
+    if base is None:
+        container.seek(math.ceil(seconds * av.time_base))
+    else:
+        container.seek(math.ceil(seconds / base), stream=stream)
+
+
+def _keyframe_times(stream: av.VideoStream) -> list[float]:
+    """Seconds of the keyframes in the container's index; empty without an index."""
+    base = stream.time_base
+    if base is None:
+        return []
+    entries = stream.index_entries
+    return sorted(
+        float(entry.timestamp * base) for entry in entries if entry.is_keyframe
+    )
+
+
+def _wanted_time(keyframes: list[float], earliest: float, latest: float) -> float:
+    """The last keyframe from ``earliest`` to ``latest``, or else ``earliest``."""
+    index = bisect.bisect_right(keyframes, latest)
+    if index and keyframes[index - 1] >= earliest:
+        return keyframes[index - 1]
+    return earliest
+
+
+def _seek_pays(keyframes: list[float], position: float, wanted: float) -> bool:
+    """Whether seeking to ``wanted`` skips frames that decoding on would decode."""
+    if not keyframes:
+        return wanted - position > THUMBNAIL_SEEK_GAP
+    index = bisect.bisect_right(keyframes, wanted)
+    return index > 0 and keyframes[index - 1] > position
+
+
+def _picture_stream(container: InputContainer) -> av.VideoStream:
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise MediaError("The file has no video stream to take a thumbnail from.")
+
+
+def _seconds(container: InputContainer, stream: av.VideoStream) -> float:
+    if container.duration and container.duration > 0:
+        return float(container.duration / av.time_base)
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return 0.0
+
+
+def _sample_windows(duration: float) -> list[tuple[float, float]]:
+    """Where to sample: half an interval up to each instant spread evenly from 5 %
+    to 95 % of ``duration``, never before the 5 % mark."""
+    if duration <= 0:
+        return [(0.0, 0.0)]
+
+    lead_in = duration * THUMBNAIL_MARGIN
+    interval = duration * (1.0 - 2 * THUMBNAIL_MARGIN) / (THUMBNAIL_SAMPLES - 1)
+    instants = [lead_in + interval * i for i in range(THUMBNAIL_SAMPLES)]
+    return [(max(lead_in, instant - interval / 2), instant) for instant in instants]
+
+
+def _frame_from(
+    frames: Iterator[av.VideoFrame], seconds: float
+) -> av.VideoFrame | None:
+    """The first frame at or after ``seconds``, or the last one before the end."""
+    last: av.VideoFrame | None = None
+    for frame in frames:
+        if frame.time is None or frame.time >= seconds:
+            return frame
+        last = frame
+    return last
+
+
+def _analysis_grey(frame: av.VideoFrame) -> npt.NDArray[np.uint8]:
+    """The frame in grey levels, at most 320 pixels wide, for scoring."""
+    width = min(THUMBNAIL_ANALYSIS_WIDTH, frame.width)
+    height = max(1, round(frame.height * width / frame.width))
+    rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+    return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+
+
+def _frame_score(grey: npt.NDArray[np.uint8]) -> float:
+    """How good a thumbnail the frame makes: sharp, near mid-grey, little clipped.
+
+    Sharpness is the variance of the Laplacian, on a log scale so that exposure
+    still counts between two detailed frames.
+    """
+    sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    exposure = 1.0 - abs(float(grey.mean()) - MID_GREY) / MID_GREY
+    clipped = float(np.mean((grey <= CLIPPED_DARK) | (grey >= CLIPPED_BRIGHT)))
+    return math.log1p(sharpness) * (0.5 + 0.5 * exposure) * (1.0 - clipped)
+
+
+def _write_jpeg(
+    video: Path, out: Path, seconds: float, *, ffmpeg: FFmpeg, max_width: int
+) -> None:
+    display = "scale=w=iw*sar:h=ih,setsar=1"
     scale = f"scale=w='min({max_width},iw)':h=-2"
     args = [
-        *("-t", str(THUMBNAIL_SECONDS), "-i", str(video), "-map", "0:V:0"),
-        *("-vf", f"thumbnail=n={THUMBNAIL_FRAMES},{scale}", "-frames:v", "1"),
-        *("-c:v", "mjpeg", "-q:v", "4", "-f", "image2", "-update", "1", str(out)),
+        *("-ss", f"{seconds:.6f}", "-i", str(video), "-map", "0:V:0"),
+        *("-vf", f"{display},{scale}", "-frames:v", "1"),
+        *("-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1", str(out)),
     ]
     ffmpeg.run(args, description="Making the thumbnail")
-    return out
+
+
+def _has_content(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
