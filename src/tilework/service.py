@@ -41,12 +41,22 @@ class MediaLinks:
         until: datetime | None = None,
     ) -> str:
         """A signed link valid ``ttl`` seconds, and never past ``until``."""
+        params = {"filename": filename} if filename else None
+        return self.route(file_path(key), ttl=ttl, until=until, params=params)
+
+    def route(
+        self,
+        path: str,
+        *,
+        ttl: int | None = None,
+        until: datetime | None = None,
+        params: dict[str, str] | None = None,
+    ) -> str:
         seconds = ttl or self.ttl
         if until is not None:
             left = int((until - datetime.now(UTC)).total_seconds())
             seconds = max(1, min(seconds, left))
-        params = {"filename": filename} if filename else None
-        return self.signer.sign(file_path(key), ttl_seconds=seconds, params=params)
+        return self.signer.sign(path, ttl_seconds=seconds, params=params)
 
 
 def file_path(key: str) -> str:

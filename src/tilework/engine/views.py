@@ -24,6 +24,10 @@ class Links(Protocol):
         """A link to ``key``; it never outlives ``until``, when the media expires."""
         ...
 
+    def route(self, path: str, *, until: datetime | None = None) -> str:
+        """A signed link to a route of this server, valid as long as media links."""
+        ...
+
 
 TypeDescriber = Callable[[str], dict[str, Any]]
 
@@ -105,9 +109,15 @@ def output_view(render: Render, links: Links) -> dict[str, Any]:
         "completed_at": iso(render.created_at),
         "original_node_id": render.original_node_id,
     }
-    timeline = render.extra.get("timeline_key")
-    if timeline and not gone:
-        view["premiere_prproj_url"] = links.media(timeline, until=until)
+    if not gone and render.media_info.get("has_video") and render.extra.get("lineage"):
+        view["premiere_prproj_url"] = links.route(
+            f"/timelines/{render.id}.zip", until=until
+        )
+    subtitles = render.extra.get("subtitle_keys")
+    if subtitles and not gone:
+        view["subtitle_urls"] = {
+            kind: links.media(key, until=until) for kind, key in subtitles.items()
+        }
     return view
 
 

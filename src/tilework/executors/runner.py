@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,12 +27,15 @@ from tilework.media.ffmpeg import CancelToken, FFmpeg
 from tilework.media.probe import probe
 from tilework.media.render import make_thumbnail
 from tilework.media.storage import LocalStorage
+from tilework.media.timeline import Span, compose
 from tilework.store.db import Database
 from tilework.store.models import Asset, Render, Workspace
 from tilework.tiles.base import MediaFile, SourceSpec, Tile, TileContext, TileOutput
 from tilework.tiles.registry import get_tile
 
 log = logging.getLogger(__name__)
+
+LINEAGE_TOLERANCE = 0.1
 
 
 @dataclass
@@ -191,13 +194,72 @@ class TaskRunner:
             thumbnail_key = f"{prefix}/thumbnail.jpg"
             self.storage.put_file(thumb, thumbnail_key)
 
+        extra = _json_safe(output.metadata)
+        extra["lineage"] = self._lineage(task, key, info.duration, output.metadata)
+        sidecars = self._store_sidecars(output, prefix)
+        if sidecars:
+            extra["subtitle_keys"] = sidecars
         return OutputRecord(
             storage_key=key,
             filename=filename,
             media_info=info.to_dict(),
             thumbnail_key=thumbnail_key,
-            extra=_json_safe(output.metadata),
+            extra=extra,
         )
+
+    def _store_sidecars(self, output: TileOutput, prefix: str) -> dict[str, str]:
+        """Subtitle files a tile wrote beside its output, stored beside the render."""
+        files = output.metadata.get("subtitle_files") or {}
+        stored: dict[str, str] = {}
+        for kind, name in files.items():
+            path = output.path.parent / str(name)
+            if path.is_file():
+                key = f"{prefix}/{PurePosixPath(str(name)).name}"
+                self.storage.put_file(path, key)
+                stored[str(kind)] = key
+        return stored
+
+    def _lineage(
+        self, task: ClaimedTask, key: str, duration: float, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Where a render's frames come from: a root file and the spans taken from it.
+
+        The root is the last render before the first cut, so the timeline keeps what
+        earlier tiles did to the picture and shows every later cut as its own clip on
+        that media. A tile that changes timing without a cut list starts a new root.
+        """
+        own = {"root_key": key, "spans": [[0.0, duration]], "cut": False}
+        parent = self._parent_lineage(task.item)
+        cuts = metadata.get("cuts")
+        if parent is None or (not cuts and not parent.get("cut")):
+            return own
+
+        spans = [Span(a, b) for a, b in parent["spans"]]
+        if cuts:
+            child = [Span(c["source_start"], c["source_end"]) for c in cuts]
+            spans = compose(spans, child)
+        elif abs(sum(s.duration for s in spans) - duration) > LINEAGE_TOLERANCE:
+            return own
+        return {
+            "root_key": parent["root_key"],
+            "spans": [[s.start, s.end] for s in spans],
+            "cut": True,
+        }
+
+    def _parent_lineage(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        render_id = item.get("render_id")
+        source = item.get("source") or {}
+        whole = (
+            source.get("clip_start_ms") is None and source.get("clip_end_ms") is None
+        )
+        if render_id is None and source.get("kind") == "render" and whole:
+            render_id = source.get("ref")
+        if render_id is None:
+            return None
+        with self.db.read() as session:
+            render = session.get(Render, render_id)
+            lineage = render.extra.get("lineage") if render is not None else None
+        return lineage if isinstance(lineage, dict) else None
 
     @contextmanager
     def _scratch(self, task: ClaimedTask) -> Iterator[Path]:
