@@ -8,12 +8,20 @@ from functools import cache
 from tilework.errors import TileworkError
 from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.base import Tile
+from tilework.tiles.captions import Captions
+from tilework.tiles.cinematic_captions import CinematicCaptions
 from tilework.tiles.reframe import Reframe
 from tilework.tiles.video_input import VideoInput
 
 logger = logging.getLogger(__name__)
 
-TILE_TYPES: tuple[type[Tile], ...] = (VideoInput, Reframe, AudioEnhance)
+TILE_TYPES: tuple[type[Tile], ...] = (
+    VideoInput,
+    Reframe,
+    AudioEnhance,
+    Captions,
+    CinematicCaptions,
+)
 
 
 class UnknownTileType(TileworkError):
