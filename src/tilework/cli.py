@@ -159,6 +159,21 @@ def gc(
 
 
 @app.command()
+def docs(
+    out: Annotated[
+        Path, typer.Option(help="Where to write the tile reference.")
+    ] = Path("docs/tiles.md"),
+) -> None:
+    """Write the tile reference (Markdown) from the tiles' params models."""
+    from tilework.tiles import docs as tile_docs
+    from tilework.tiles.registry import all_tiles
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(tile_docs.render(all_tiles()), encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
 def migrate(
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:

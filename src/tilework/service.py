@@ -91,7 +91,7 @@ class Tilework:
             settings.base_url,
         )
         links = MediaLinks(signer, settings.signed_url_ttl_seconds)
-        catalog = TileCatalog()
+        catalog = TileCatalog(docs_url=f"{settings.base_url}/docs/tiles")
         viewer = Viewer(links=links, describe_type=catalog.describe)
         outbox = Outbox(viewer, coalesce_seconds=settings.webhook_coalesce_seconds)
         ledger = Ledger(

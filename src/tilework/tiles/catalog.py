@@ -11,12 +11,11 @@ from tilework.tiles.base import Tile
 from tilework.tiles.registry import all_tiles
 from tilework.tiles.video_input import VideoInput
 
-DOCS_BASE = "/docs/tiles"
-
 
 class TileCatalog:
-    def __init__(self, tiles: list[Tile] | None = None) -> None:
+    def __init__(self, tiles: list[Tile] | None = None, *, docs_url: str = "") -> None:
         self._tiles = {tile.node_type_id: tile for tile in (tiles or all_tiles())}
+        self.docs_url = docs_url
 
     def get(self, node_type_id: str) -> Tile | None:
         return self._tiles.get(node_type_id)
@@ -61,8 +60,8 @@ class TileCatalog:
         return {
             "node_type_id": node_type_id,
             "node_type_name": tile.name if tile else None,
-            "docs_url": f"{DOCS_BASE}#{slug}",
-            "params_docs_url": f"{DOCS_BASE}#{slug}-params",
+            "docs_url": f"{self.docs_url}#{slug}",
+            "params_docs_url": f"{self.docs_url}#{slug}-params",
         }
 
     def describe_full(self, node_type_id: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from tilework.errors import NotFound, ValidationFailed
 from tilework.schemas.requests import CreateAgent, UpdateAgent
 from tilework.service import Tilework
 from tilework.store.models import Agent, utcnow
+from tilework.tiles.docs import render as render_docs
 
 router = APIRouter()
 
@@ -199,3 +201,10 @@ def delete_agent(
         agent = find_agent(session, caller, agent_id, lock=True)
         agent.deleted_at = utcnow()
         return {"success": True, "agent_id": agent.id}
+
+
+@router.get("/docs/tiles", include_in_schema=False)
+def tile_docs(tw: Tilework = Depends(tilework)) -> PlainTextResponse:
+    """The tile reference, the page node types' ``docs_url`` points at."""
+    text = render_docs(tw.catalog.all())
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
