@@ -473,8 +473,18 @@ def test_missing_file_part_is_400(files_server: LiveServer) -> None:
         )
 
     assert response.status_code == 400
-    assert "no part named 'file'" in response.json()["detail"]
+    assert "part named 'other'; name that part 'file'" in response.json()["detail"]
     assert upload_dir(files_server, "nofile") == []
+
+
+def test_a_form_without_any_file_is_400(files_server: LiveServer) -> None:
+    with files_server.client() as client:
+        response = client.post(
+            "/upload/nofile", params={"max": 1000}, files={"title": (None, "x")}
+        )
+
+    assert response.status_code == 400
+    assert "no part named 'file'" in response.json()["detail"]
 
 
 def test_non_multipart_body_is_400(files_server: LiveServer) -> None:

@@ -519,6 +519,11 @@ class _FormReader:
             )
         if part_name == FILE_FIELD:
             self._start_file(options.get(b"filename", b""))
+        elif b"filename" in options:
+            raise ValidationFailed(
+                f"The file was sent in a part named {part_name!r}; name that part "
+                f"{FILE_FIELD!r}."
+            )
         else:
             self._start_field(part_name)
 
