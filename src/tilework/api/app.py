@@ -157,4 +157,10 @@ def _problem(error: dict[str, object]) -> str:
         return "the body is not valid JSON"
     if error.get("type") == "missing":
         return f"{where} is required"
+    if where == "body" and error.get("type") in ("model_attributes_type", "dict_type"):
+        return (
+            "the body must be a JSON object, sent with Content-Type: application/json"
+        )
+    if error.get("type") == "extra_forbidden":
+        return f"{where} is not a field of this request"
     return f"{where}: {message}"
