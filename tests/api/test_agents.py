@@ -458,7 +458,7 @@ def test_node_ids_of_the_wrong_type_are_a_400_not_a_crash(
         ({"name": "a", "visibility": "secret"}, "visibility: Input should be"),
         ({"name": ""}, "name: String should have at least 1 character"),
         ({}, "name is required"),
-        ([{"name": "a"}], "body: Input should be a valid dictionary"),
+        ([{"name": "a"}], "the body must be a JSON object"),
         (b'{"name": "a",', "the body is not valid JSON"),
         ({"name": "a\u0000b"}, "name must not contain a NUL character"),
     ],

@@ -6,12 +6,23 @@ import logging
 from functools import cache
 
 from tilework.errors import TileworkError
+from tilework.tiles.ai_music import AIMusic
 from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.base import Tile
 from tilework.tiles.captions import Captions
 from tilework.tiles.cinematic_captions import CinematicCaptions
+from tilework.tiles.generation import (
+    AIAvatar,
+    BRoll,
+    ContentGeneration,
+    ImageGeneration,
+    MotionGraphics,
+    VideoGeneration,
+    VoiceDubbing,
+)
 from tilework.tiles.reframe import Reframe
 from tilework.tiles.video_input import VideoInput
+from tilework.tiles.voiceover import AIVoiceover, AudioGeneration
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +32,16 @@ TILE_TYPES: tuple[type[Tile], ...] = (
     AudioEnhance,
     Captions,
     CinematicCaptions,
+    AIMusic,
+    AIVoiceover,
+    AudioGeneration,
+    ContentGeneration,
+    AIAvatar,
+    VideoGeneration,
+    ImageGeneration,
+    VoiceDubbing,
+    MotionGraphics,
+    BRoll,
 )
 
 
