@@ -307,3 +307,33 @@ def test_canonical_video_inputs_and_chaining_by_render_id(
         ]
     }
     refused(start(api, agent_id, wrong), 400, "not a Video Input")
+
+
+def test_a_generation_only_agent_runs_without_inputs(api: Api, tmp_path: Path) -> None:
+    from tilework.media.probe import probe
+    from tilework.tiles.generation import VideoGeneration
+    from tilework.tiles.voiceover import AudioGeneration
+
+    agent_id, _ = api.create_agent(
+        [("voice", AudioGeneration.node_type_id, {"script": "Hello from tilework."})],
+        [],
+    )
+    run = api.wait(api.ok(start(api, agent_id, {}))["run_id"])
+    assert run["status"] == "completed", run
+    (output,) = run["outputs"]
+    assert output["thumbnail_url"] is None and output["premiere_prproj_url"] is None
+    import httpx
+
+    sound = tmp_path / "voice.m4a"
+    sound.write_bytes(httpx.get(output["video_url"]).content)
+    info = probe(sound)
+    assert info.has_audio and not info.has_video and info.duration > 0.5
+
+    refused(start(api, agent_id, {"video_ids": [UNKNOWN]}), 400, "no Video Input")
+    generator, _ = api.create_agent(
+        [("gen", VideoGeneration.node_type_id, {"prompt": "a red balloon"})], []
+    )
+    failed = api.wait(api.ok(start(api, generator, {}))["run_id"])
+    assert failed["status"] == "failed"
+    message = failed["errors"][0]["messages"][0]
+    assert message.startswith("no provider configured for Video Generation")
