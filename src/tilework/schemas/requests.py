@@ -55,10 +55,11 @@ class FinalizeUpload(Request):
     video_id: str | None = None
     audio_id: str | None = None
     image_id: str | None = None
+    lut_id: str | None = None
 
 
 class ViewUrl(Request):
-    asset_type: Literal["video", "audio", "image"]
+    asset_type: Literal["video", "audio", "image", "lut"]
     asset_id: str
 
 

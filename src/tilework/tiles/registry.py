@@ -11,6 +11,7 @@ from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.base import Tile
 from tilework.tiles.captions import Captions
 from tilework.tiles.cinematic_captions import CinematicCaptions
+from tilework.tiles.color_correction import ColorCorrection
 from tilework.tiles.generation import (
     AIAvatar,
     BRoll,
@@ -20,9 +21,12 @@ from tilework.tiles.generation import (
     VideoGeneration,
     VoiceDubbing,
 )
+from tilework.tiles.intro_outro import Intro, Outro
+from tilework.tiles.mirror import Mirror
 from tilework.tiles.reframe import Reframe
 from tilework.tiles.video_input import VideoInput
 from tilework.tiles.voiceover import AIVoiceover, AudioGeneration
+from tilework.tiles.watermark import Watermark
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,11 @@ TILE_TYPES: tuple[type[Tile], ...] = (
     AudioEnhance,
     Captions,
     CinematicCaptions,
+    Watermark,
+    Intro,
+    Outro,
+    Mirror,
+    ColorCorrection,
     AIMusic,
     AIVoiceover,
     AudioGeneration,

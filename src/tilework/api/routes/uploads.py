@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -17,7 +18,8 @@ from tilework.api.auth import Caller, require, tilework
 from tilework.api.files import receive_upload, verify_signed_request
 from tilework.engine.views import is_gone
 from tilework.errors import NotFound, ProbeError, ValidationFailed
-from tilework.media.probe import MediaInfo, probe_audio, probe_image, probe_video
+from tilework.media.lut import check_cube
+from tilework.media.probe import probe_audio, probe_image, probe_video
 from tilework.media.render import make_thumbnail
 from tilework.schemas.requests import FinalizeUpload, ViewUrl
 from tilework.service import Tilework
@@ -25,8 +27,9 @@ from tilework.store.models import Asset, utcnow
 
 router = APIRouter()
 
-Kind = Literal["video", "audio", "image"]
+Kind = Literal["video", "audio", "image", "lut"]
 PROBES = {"video": probe_video, "audio": probe_audio, "image": probe_image}
+MAX_LUT_BYTES = 64 * 1024**2
 
 
 def _limit(tw: Tilework, kind: str) -> int:
@@ -35,6 +38,7 @@ def _limit(tw: Tilework, kind: str) -> int:
         "video": settings.max_video_bytes,
         "audio": settings.max_audio_bytes,
         "image": settings.max_image_bytes,
+        "lut": MAX_LUT_BYTES,
     }[kind]
 
 
@@ -136,7 +140,7 @@ def finalize_upload(
     with tw.db.write() as session:
         asset = _caller_asset(session, caller, kind, asset_id)
         asset.status = "ready"
-        asset.media_info = info.to_dict()
+        asset.media_info = info
         retention = tw.settings.upload_retention_seconds
         if retention is not None:
             asset.expires_at = utcnow() + timedelta(seconds=retention)
@@ -146,8 +150,10 @@ def finalize_upload(
 
 def _inspect(
     tw: Tilework, kind: str, asset_id: str, key: str
-) -> tuple[MediaInfo, str | None]:
+) -> tuple[dict[str, Any], str | None]:
     path = tw.storage.path(key)
+    if kind == "lut":
+        return _inspect_lut(path), None
     try:
         info = PROBES[kind](path)
     except ProbeError as exc:
@@ -161,12 +167,21 @@ def _inspect(
             f"{tw.settings.max_input_seconds:.0f} s."
         )
     if kind != "video" or not info.has_video:
-        return info, None
+        return info.to_dict(), None
     scratch = tw.settings.data_dir / "incoming" / f"{asset_id}-thumb.jpg"
     make_thumbnail(path, scratch, ffmpeg=tw.ffmpeg)
     thumbnail_key = f"uploads/{asset_id}/thumbnail.jpg"
     tw.storage.put_file(scratch, thumbnail_key, move=True)
-    return info, thumbnail_key
+    return info.to_dict(), thumbnail_key
+
+
+def _inspect_lut(path: Path) -> dict[str, Any]:
+    """A ``.cube`` 3D LUT for Color Correction; checked row by row."""
+    try:
+        check_cube(path)
+    except ProbeError as exc:
+        raise ValidationFailed(f"The uploaded file is not a usable LUT: {exc}") from exc
+    return {"format_name": "cube", "size_bytes": path.stat().st_size}
 
 
 def _caller_asset(session: Session, caller: Caller, kind: str, asset_id: str) -> Asset:
