@@ -25,6 +25,8 @@ def test_a_node_status_follows_its_tasks() -> None:
     )
     assert node_status_from_tasks([task("failed"), task("cancelled")]) == "failed"
     assert node_status_from_tasks([task("cancelled")]) == "cancelled"
+    partly = TaskState("t", "completed", "2 of 3 outputs were made")
+    assert node_status_from_tasks([partly, task("completed")]) == "partial_complete"
 
 
 def test_an_input_node_gets_one_task_per_source() -> None:

@@ -160,7 +160,7 @@ def test_url_is_downloaded_into_scratch_first(
 def test_tiles_are_registered_by_id() -> None:
     assert isinstance(get_tile(VideoInput.node_type_id), VideoInput)
     ids = [tile.node_type_id for tile in all_tiles()]
-    assert len(ids) == len(set(ids)) == 3
+    assert len(ids) == len(set(ids)) == 23
 
     with pytest.raises(UnknownTileType, match="no-such-tile"):
         get_tile("no-such-tile")

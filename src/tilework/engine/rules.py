@@ -86,7 +86,8 @@ def node_status_from_tasks(tasks: Sequence[TaskState]) -> NodeStatus:
         return "queued"
     completed = statuses.count("completed")
     if completed == len(statuses):
-        return "completed"
+        partly = any(task.error for task in tasks)
+        return "partial_complete" if partly else "completed"
     if completed:
         return "partial_complete"
     if all(status == "cancelled" for status in statuses):
@@ -169,7 +170,7 @@ def _blocked_message(node: NodeState, status: Mapping[str, str]) -> str:
 
 
 def _failure_message(tasks: Sequence[TaskState]) -> str:
-    failed = [task for task in tasks if task.status == "failed"]
+    failed = [task for task in tasks if task.error]
     first = next((task.error for task in failed if task.error), None) or "Task failed."
     if len(tasks) == 1:
         return first

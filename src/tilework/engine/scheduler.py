@@ -204,9 +204,16 @@ class Scheduler:
             )
         return bool(rows)
 
-    def complete(self, task: ClaimedTask, outputs: Sequence[OutputRecord]) -> bool:
+    def complete(
+        self,
+        task: ClaimedTask,
+        outputs: Sequence[OutputRecord],
+        *,
+        partial_error: str | None = None,
+    ) -> bool:
+        """Store a task's renders; ``partial_error`` says what it could not make."""
         with self.db.write() as session:
-            if not self._finish_task(session, task, "completed", None):
+            if not self._finish_task(session, task, "completed", partial_error):
                 return False
             for position, output in enumerate(outputs):
                 session.add(

@@ -125,7 +125,7 @@ def errors_view(state: RunState) -> list[dict[str, Any]]:
     grouped: dict[str | None, list[str]] = defaultdict(list)
     for node in state.nodes:
         for task in state.tasks_of(node.id):
-            if task.status == "failed" and task.error:
+            if task.status in ("failed", "completed") and task.error:
                 grouped[node.original_node_id].append(task.error)
         missing = not grouped.get(node.original_node_id)
         if node.status == "failed" and missing and node.status_message:
@@ -137,7 +137,9 @@ def errors_view(state: RunState) -> list[dict[str, Any]]:
 
 def node_errors(state: RunState, node: RunNode) -> list[str]:
     errors = [
-        t.error for t in state.tasks_of(node.id) if t.status == "failed" and t.error
+        t.error
+        for t in state.tasks_of(node.id)
+        if t.status in ("failed", "completed") and t.error
     ]
     if not errors and node.status == "failed" and node.status_message:
         return [node.status_message]

@@ -30,7 +30,14 @@ from tilework.media.storage import LocalStorage
 from tilework.media.timeline import Span, compose
 from tilework.store.db import Database
 from tilework.store.models import Asset, Render, Workspace
-from tilework.tiles.base import MediaFile, SourceSpec, Tile, TileContext, TileOutput
+from tilework.tiles.base import (
+    MediaFile,
+    PartialOutputs,
+    SourceSpec,
+    Tile,
+    TileContext,
+    TileOutput,
+)
 from tilework.tiles.registry import get_tile
 
 log = logging.getLogger(__name__)
@@ -76,7 +83,7 @@ class TaskRunner:
             params = tile.Params.model_validate(task.params)
             source = self._resolve_input(task)
             ctx = self._context(task, scratch, cancel, progress)
-            outputs = tile.run(params, source, ctx)
+            outputs, partial = _run_keeping_partial(tile, params, source, ctx)
             cancel.raise_if_cancelled()
             records = [
                 self._store(task, index, out) for index, out in enumerate(outputs)
@@ -102,7 +109,9 @@ class TaskRunner:
         if not records:
             self.scheduler.fail(task, f"{tile.name} produced no output.")
             return "failed"
-        return "completed" if self.scheduler.complete(task, records) else "superseded"
+        if not self.scheduler.complete(task, records, partial_error=partial):
+            return "superseded"
+        return "partial_complete" if partial else "completed"
 
     def _resolve_input(self, task: ClaimedTask) -> Any:
         item = task.item
@@ -308,6 +317,16 @@ class _Progress:
 
     def set(self, percent: float) -> None:
         self.value = percent
+
+
+def _run_keeping_partial(
+    tile: Tile, params: Any, source: Any, ctx: TileContext
+) -> tuple[list[TileOutput], str | None]:
+    """The tile's outputs, and what failed when it made only some of them."""
+    try:
+        return tile.run(params, source, ctx), None
+    except PartialOutputs as exc:
+        return exc.outputs, str(exc)
 
 
 def _pydantic(exc: ValidationError) -> str:

@@ -13,7 +13,7 @@ a chain of such tiles can be joined into a single pass with one encode.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -127,3 +127,21 @@ class FilterTile(Tile):
         out = ctx.scratch / "output.mp4"
         render_fragments(source, [self.fragment(params, source.info)], out, ctx=ctx)
         return [TileOutput(path=out)]
+
+
+class PartialOutputs(TileError):
+    """Raised by a tile when some of its outputs were made and others failed.
+
+    ``outputs`` are complete files to keep; ``errors`` says what failed, one
+    sentence each. As a :class:`TileError` it fails the task where it is not
+    handled, with a message that names what failed.
+    """
+
+    def __init__(self, outputs: Sequence[TileOutput], errors: Sequence[str]) -> None:
+        self.outputs = list(outputs)
+        self.errors = list(errors)
+        made = len(self.outputs)
+        super().__init__(
+            f"{made} of {made + len(self.errors)} outputs were made; "
+            + " ".join(self.errors)
+        )

@@ -11,6 +11,7 @@ from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.base import Tile
 from tilework.tiles.captions import Captions
 from tilework.tiles.cinematic_captions import CinematicCaptions
+from tilework.tiles.clips import Clips
 from tilework.tiles.color_correction import ColorCorrection
 from tilework.tiles.generation import (
     AIAvatar,
@@ -24,6 +25,8 @@ from tilework.tiles.generation import (
 from tilework.tiles.intro_outro import Intro, Outro
 from tilework.tiles.mirror import Mirror
 from tilework.tiles.reframe import Reframe
+from tilework.tiles.rough_cut import RoughCut
+from tilework.tiles.silence_removal import SilenceRemoval
 from tilework.tiles.video_input import VideoInput
 from tilework.tiles.voiceover import AIVoiceover, AudioGeneration
 from tilework.tiles.watermark import Watermark
@@ -32,21 +35,24 @@ logger = logging.getLogger(__name__)
 
 TILE_TYPES: tuple[type[Tile], ...] = (
     VideoInput,
-    Reframe,
-    AudioEnhance,
+    Clips,
     Captions,
     CinematicCaptions,
+    Reframe,
+    RoughCut,
+    SilenceRemoval,
+    AudioEnhance,
+    AIMusic,
+    AIVoiceover,
     Watermark,
     Intro,
     Outro,
     Mirror,
     ColorCorrection,
-    AIMusic,
-    AIVoiceover,
-    AudioGeneration,
     ContentGeneration,
     AIAvatar,
     VideoGeneration,
+    AudioGeneration,
     ImageGeneration,
     VoiceDubbing,
     MotionGraphics,
