@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
@@ -92,39 +93,38 @@ def get_run_progress(
         )
 
 
+@dataclass(frozen=True)
+class RunFilters:
+    """The query of run listings: a page, and filters on status and creation time."""
+
+    limit: Annotated[int, Query(ge=1, le=100)] = 25
+    cursor: str | None = None
+    status: str | None = None
+    start: Annotated[datetime | None, Query(alias="from")] = None
+    end: Annotated[datetime | None, Query(alias="to")] = None
+
+
 @router.get("/agent/{agent_id}/runs")
 def list_agent_runs(
     agent_id: str,
-    limit: int = Query(25, ge=1, le=100),
-    cursor: str | None = None,
-    status: str | None = None,
-    from_: datetime | None = Query(None, alias="from"),
-    to: datetime | None = None,
+    filters: RunFilters = Depends(),
     caller: Caller = Depends(require("agent_runs:read")),
     tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
     with tw.db.read() as session:
         find_agent(session, caller, agent_id)
-        return _list_runs(
-            session, caller, tw, agent_id, limit, cursor, status, from_, to
-        )
+        return _list_runs(session, caller, tw, agent_id, filters)
 
 
 @router.get("/agent_runs")
 def list_runs(
     agent_id: str | None = None,
-    limit: int = Query(25, ge=1, le=100),
-    cursor: str | None = None,
-    status: str | None = None,
-    from_: datetime | None = Query(None, alias="from"),
-    to: datetime | None = None,
+    filters: RunFilters = Depends(),
     caller: Caller = Depends(require("agent_runs:read")),
     tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
     with tw.db.read() as session:
-        return _list_runs(
-            session, caller, tw, agent_id, limit, cursor, status, from_, to
-        )
+        return _list_runs(session, caller, tw, agent_id, filters)
 
 
 def _list_runs(
@@ -132,32 +132,21 @@ def _list_runs(
     caller: Caller,
     tw: Tilework,
     agent_id: str | None,
-    limit: int,
-    cursor: str | None,
-    status: str | None,
-    start: datetime | None,
-    end: datetime | None,
+    filters: RunFilters,
 ) -> dict[str, Any]:
     query = select(Run).where(Run.workspace_id.in_(caller.workspace_ids(session)))
     if agent_id:
         query = query.where(Run.agent_id == agent_id)
-    if status:
-        wanted = {part.strip() for part in status.split(",") if part.strip()}
-        unknown = sorted(wanted - RUN_STATUSES)
-        if unknown:
-            allowed = ", ".join(sorted(RUN_STATUSES))
-            raise ValidationFailed(
-                f"status: unknown {', '.join(unknown)}; use {allowed}"
-            )
-        query = query.where(Run.status.in_(wanted))
-    if start is not None:
-        query = query.where(Run.created_at >= _aware(start))
-    if end is not None:
-        query = query.where(Run.created_at <= _aware(end))
+    if filters.status:
+        query = query.where(Run.status.in_(_statuses(filters.status)))
+    if filters.start is not None:
+        query = query.where(Run.created_at >= _aware(filters.start))
+    if filters.end is not None:
+        query = query.where(Run.created_at <= _aware(filters.end))
 
-    rows = list(
-        session.scalars(page(query, Run.created_at, Run.id, cursor=cursor, limit=limit))
-    )
+    limit = filters.limit
+    paged = page(query, Run.created_at, Run.id, cursor=filters.cursor, limit=limit)
+    rows = list(session.scalars(paged))
     more = len(rows) > limit
     rows = rows[:limit]
     return {
@@ -165,15 +154,22 @@ def _list_runs(
             views.run_summary(session, views.RunState.load(session, run), tw.viewer)
             for run in rows
         ],
-        "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id)
-        if more
-        else None,
+        "next_cursor": (
+            encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+        ),
     }
 
 
-def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
+def _statuses(text: str) -> set[str]:
+    wanted = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(wanted - RUN_STATUSES)
+    if unknown:
+        allowed = ", ".join(sorted(RUN_STATUSES))
+        raise ValidationFailed(f"status: unknown {', '.join(unknown)}; use {allowed}")
+    return wanted
 
+
+def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -185,14 +181,7 @@ def cancel_run(
 ) -> dict[str, Any]:
     with tw.db.read() as session:
         find_run(session, caller, run_id)
-    result = tw.scheduler.cancel(run_id)
-    return {
-        "success": result.success,
-        "run_id": result.run_id,
-        "tasks_cancelled": result.tasks_cancelled,
-        "nodes_reset": result.nodes_reset,
-        "message": result.message,
-    }
+    return asdict(tw.scheduler.cancel(run_id))
 
 
 @router.post("/agent_run/{run_id}/resume")
@@ -203,14 +192,7 @@ def resume_run(
 ) -> dict[str, Any]:
     with tw.db.read() as session:
         find_run(session, caller, run_id)
-    result = tw.scheduler.resume(run_id)
-    return {
-        "success": result.success,
-        "run_id": result.run_id,
-        "nodes_queued": result.nodes_queued,
-        "nodes_considered": result.nodes_considered,
-        "requeued_nodes": result.requeued_nodes,
-    }
+    return asdict(tw.scheduler.resume(run_id))
 
 
 @router.get("/agent_run/{run_id}/webhooks")
