@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -96,9 +97,12 @@ class Outbox:
             next_attempt_at=now,
         )
         session.add(event)
-        self.on_emit()
+        sqlalchemy_event.listen(session, "after_commit", self._emitted, once=True)
         log.debug("event %s #%d for run %s", flag, sequence, run.id)
         return event
+
+    def _emitted(self, session: Session) -> None:
+        self.on_emit()
 
     def _coalescable(self, session: Session, run: Run) -> WebhookEvent | None:
         query = (

@@ -15,7 +15,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Text,
@@ -257,7 +256,8 @@ class WebhookEvent(Base):
     __tablename__ = "webhook_events"
     __table_args__ = (
         UniqueConstraint("run_id", "sequence"),
-        Index("ix_webhook_events_due", "status", "next_attempt_at"),
+        Index("ix_webhook_events_due_order", "status", "next_attempt_at", "sequence"),
+        Index("ix_webhook_events_run_pending", "run_id", "status", "sequence"),
     )
 
     id: Mapped[str] = mapped_column(Id, primary_key=True, default=new_id)
@@ -267,7 +267,6 @@ class WebhookEvent(Base):
     flag: Mapped[str] = mapped_column(String(24))
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column()
-    body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)

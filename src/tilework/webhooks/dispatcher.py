@@ -4,42 +4,42 @@ Delivery is at least once and ordered per run: an event waits while an earlier e
 of its run is still pending, but at most ``order_wait`` seconds, so one failing
 callback cannot hold the rest for its whole retry schedule. Events of other runs
 never wait for it.
+
+One loop claims due events in batches (one per run, each claim a single short
+transaction) into a small local queue; ``concurrency`` sending threads take from it,
+so a slow receiver holds one thread, never the loop; a recorder thread writes the
+attempts in batches. On PostgreSQL claims skip rows another dispatcher has locked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, exists, select, update
+from sqlalchemy import Select, and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from tilework.processes import claimant_prefix, is_dead_local_claimant
 from tilework.store.db import Database
-from tilework.store.models import (
-    GoneUrl,
-    WebhookAttempt,
-    WebhookEvent,
-    Workspace,
-    utcnow,
-)
+from tilework.store.models import GoneUrl, WebhookEvent, Workspace, utcnow
+from tilework.webhooks.recorder import Outcome, Recorder
 from tilework.webhooks.sender import Sender, SendResult
 from tilework.webhooks.signing import mosaic_headers, standard_headers
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.1
-CLAIM_BATCH = 64
 CLAIM_MARGIN_SECONDS = 10
-JITTER = 0.2
-MAX_RETRY_AFTER_SECONDS = 24 * 3600
+SCAN_FACTOR = 4
+CLAIM_SPACING_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,12 @@ class Claimed:
     id: str
     run_id: str
     url: str
+    workspace_id: str
     body: bytes
     attempts: int
     secret: str | None
     signing_secrets: tuple[str, ...]
+    gone: bool = False
 
 
 class Dispatcher:
@@ -75,15 +77,21 @@ class Dispatcher:
         self.policy = policy
         self.concurrency = concurrency
         self.wake = threading.Event()
+        self.claimant = f"{claimant_prefix()}:dispatcher"
+        self.recorder = Recorder(db, policy.retry_schedule, on_flush=self.wake.set)
         self._stop = threading.Event()
+        self._slots = threading.Semaphore(concurrency)
+        self._ready: deque[Claimed] = deque()
+        self._in_flight = 0
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._failures = 0
-        self._in_flight = 0
-        self.claimant = f"{claimant_prefix()}:dispatcher"
-        self._lock = threading.Lock()
+        self._queries: dict[int, Select[Any]] = {}
+        self._last_claim = 0.0
 
     def start(self) -> None:
         self.release_orphaned_claims()
+        self.recorder.start()
         self._thread = threading.Thread(target=self._loop, name="webhook-dispatcher")
         self._thread.daemon = True
         self._thread.start()
@@ -93,6 +101,7 @@ class Dispatcher:
         self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+        self.recorder.stop(timeout=timeout)
 
     def release_orphaned_claims(self) -> int:
         """Take back events claimed by a process of this machine that has died."""
@@ -114,23 +123,31 @@ class Dispatcher:
         return len(orphans)
 
     def _loop(self) -> None:
-        """Keep up to ``concurrency`` deliveries in flight; never wait for a batch.
-
-        A slow or failing receiver holds one slot, not the loop: events of other runs
-        are claimed as soon as any slot frees up.
-        """
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook") as pool:
             while not self._stop.is_set():
-                free = self.concurrency - self._in_flight
-                batch = self._claim_safely(free) if free > 0 else []
-                if not batch:
+                room = 2 * self.concurrency - len(self._ready) - self._in_flight
+                if room > 0 and len(self._ready) < self.concurrency:
+                    self._pace()
+                    self._ready.extend(self._claim_safely(room))
+
+                while self._ready and self._slots.acquire(timeout=IDLE_POLL_SECONDS):
+                    self._submit(pool, self._ready.popleft())
+
+                if not self._ready:
                     self.wake.wait(IDLE_POLL_SECONDS)
                     self.wake.clear()
-                    continue
-                for event in batch:
-                    with self._lock:
-                        self._in_flight += 1
-                    pool.submit(self._deliver_safely, event)
+
+    def _pace(self) -> None:
+        """Space claims a few milliseconds apart, so a burst is claimed in batches."""
+        wait = self._last_claim + CLAIM_SPACING_SECONDS - time.monotonic()
+        if wait > 0:
+            self._stop.wait(wait)
+        self._last_claim = time.monotonic()
+
+    def _submit(self, pool: ThreadPoolExecutor, event: Claimed) -> None:
+        with self._lock:
+            self._in_flight += 1
+        pool.submit(self._deliver_safely, event)
 
     def _claim_safely(self, limit: int) -> list[Claimed]:
         try:
@@ -146,15 +163,15 @@ class Dispatcher:
             self.deliver(event)
         except Exception:
             log.exception(
-                "webhook %s of run %s: the attempt could not be recorded; it will be "
-                "sent again when its claim lapses",
+                "webhook %s of run %s could not be sent; it goes again when its "
+                "claim lapses",
                 event.id,
                 event.run_id,
             )
         finally:
             with self._lock:
                 self._in_flight -= 1
-            self.wake.set()
+            self._slots.release()
 
     def _back_off(self, message: str) -> None:
         self._failures += 1
@@ -169,42 +186,87 @@ class Dispatcher:
             )
         self._stop.wait(delay)
 
-    def claim(
-        self, *, limit: int = CLAIM_BATCH, now: datetime | None = None
-    ) -> list[Claimed]:
-        """Take up to ``limit`` due events, one per run, and mark them in flight."""
+    def claim(self, *, limit: int = 64, now: datetime | None = None) -> list[Claimed]:
+        """Take up to ``limit`` due events, one per run, and mark them in flight.
+
+        On PostgreSQL the due rows are locked (skipping rows another dispatcher
+        holds) and claimed in one transaction. On SQLite they are found without the
+        write lock, then claimed by an update that only wins rows still unclaimed,
+        so the lock is held for one statement.
+        """
         now = now or utcnow()
+        cutoff = now - timedelta(seconds=self.policy.order_wait_seconds)
+        params = {"now": now, "cutoff": cutoff}
+        query = self._due_query(limit * SCAN_FACTOR)
+        if self.db.is_sqlite:
+            with self.db.read() as session:
+                rows = _one_per_run(session.execute(query, params).all(), limit)
+            if not rows:
+                return []
+            with self.db.write() as session:
+                won = self._mark_claimed(session, rows, now)
+                return self._describe(session, [row for row in rows if row.id in won])
+
         with self.db.write() as session:
-            events = session.scalars(self._due_query(now, limit * 4)).all()
-            chosen: dict[str, WebhookEvent] = {}
-            for event in events:
-                if len(chosen) < limit:
-                    chosen.setdefault(event.run_id, event)
+            rows = _one_per_run(session.execute(query, params).all(), limit)
+            if not rows:
+                return []
+            self._mark_claimed(session, rows, now)
+            return self._describe(session, rows)
 
-            claimed = []
-            for event in chosen.values():
-                event.claimed_until = now + timedelta(
-                    seconds=self.policy.timeout_seconds + CLAIM_MARGIN_SECONDS
-                )
-                event.claimed_by = self.claimant
-                if event.body is None:
-                    event.body = _encode(event.payload)
-                claimed.append(self._claimed(session, event))
-            return claimed
+    def _mark_claimed(
+        self, session: Session, rows: list[Any], now: datetime
+    ) -> set[str]:
+        unclaimed = WebhookEvent.claimed_until.is_(None) | (
+            WebhookEvent.claimed_until < now
+        )
+        result = session.execute(
+            update(WebhookEvent)
+            .where(
+                WebhookEvent.id.in_([row.id for row in rows]),
+                WebhookEvent.status == "pending",
+                unclaimed,
+            )
+            .values(claimed_until=now + self._claim_span(), claimed_by=self.claimant)
+            .returning(WebhookEvent.id)
+        )
+        return set(result.scalars())
 
-    def _due_query(self, now: datetime, limit: int) -> Select[WebhookEvent]:
+    def _describe(self, session: Session, rows: list[Any]) -> list[Claimed]:
+        spaces = _workspaces(session, {row.workspace_id for row in rows})
+        urls = {row.url for row in rows}
+        gone = set(session.scalars(select(GoneUrl.url).where(GoneUrl.url.in_(urls))))
+        return [
+            _claimed(row, spaces[row.workspace_id], row.url in gone) for row in rows
+        ]
+
+    def _claim_span(self) -> timedelta:
+        """How long a claim holds: a queued event may wait one full round of sends."""
+        return timedelta(seconds=2 * self.policy.timeout_seconds + CLAIM_MARGIN_SECONDS)
+
+    def _due_query(self, limit: int) -> Select[Any]:
+        """Due events whose run has no earlier event still pending (within the wait)."""
+        if limit in self._queries:
+            return self._queries[limit]
         earlier = aliased(WebhookEvent)
         waiting_on_earlier = exists().where(
             and_(
                 earlier.run_id == WebhookEvent.run_id,
-                earlier.sequence < WebhookEvent.sequence,
                 earlier.status == "pending",
-                earlier.created_at
-                > now - timedelta(seconds=self.policy.order_wait_seconds),
+                earlier.sequence < WebhookEvent.sequence,
+                earlier.created_at > bindparam("cutoff"),
             )
         )
+        now: Any = bindparam("now")
         query = (
-            select(WebhookEvent)
+            select(
+                WebhookEvent.id,
+                WebhookEvent.run_id,
+                WebhookEvent.url,
+                WebhookEvent.workspace_id,
+                WebhookEvent.attempts,
+                WebhookEvent.payload,
+            )
             .where(
                 WebhookEvent.status == "pending",
                 WebhookEvent.next_attempt_at <= now,
@@ -217,38 +279,33 @@ class Dispatcher:
         )
         if not self.db.is_sqlite:
             query = query.with_for_update(of=WebhookEvent, skip_locked=True)
+        self._queries[limit] = query
         return query
-
-    def _claimed(self, session: Session, event: WebhookEvent) -> Claimed:
-        workspace = session.get_one(Workspace, event.workspace_id)
-        signing = [workspace.signing_secret] if workspace.signing_secret else []
-        expires = workspace.previous_secret_expires_at
-        if workspace.previous_signing_secret and expires and expires > utcnow():
-            signing.append(workspace.previous_signing_secret)
-        return Claimed(
-            id=event.id,
-            run_id=event.run_id,
-            url=event.url,
-            body=event.body or b"",
-            attempts=event.attempts,
-            secret=workspace.webhook_secret,
-            signing_secrets=tuple(signing),
-        )
 
     def deliver(self, event: Claimed) -> SendResult | None:
         if len(event.body) > self.policy.max_payload_bytes:
             self._refuse_oversize(event)
             return None
-        if self._is_gone(event.url):
-            self._record(
-                event,
-                SendResult(410, 0.0, "the URL answered 410 Gone earlier", None, "gone"),
+        if event.gone:
+            result = SendResult(
+                410, 0.0, "the URL answered 410 Gone earlier", None, "gone"
             )
-            return None
+        else:
+            headers = self._headers(event)
+            sent = self.sender.send(event.url, event.body, headers)
+            result = self._within_deadline(sent)
 
-        headers = self._headers(event)
-        result = self._within_deadline(self.sender.send(event.url, event.body, headers))
-        self._record(event, result)
+        self.recorder.record(
+            Outcome(
+                event_id=event.id,
+                run_id=event.run_id,
+                url=event.url,
+                workspace_id=event.workspace_id,
+                attempts=event.attempts + 1,
+                result=result,
+                at=utcnow(),
+            )
+        )
         return result
 
     def _within_deadline(self, result: SendResult) -> SendResult:
@@ -275,80 +332,20 @@ class Dispatcher:
             )
         return headers
 
-    def _record(self, event: Claimed, result: SendResult) -> None:
-        now = utcnow()
-        with self.db.write() as session:
-            row = session.get_one(WebhookEvent, event.id)
-            row.attempts += 1
-            row.claimed_until = None
-            row.last_error = result.error
-            session.add(
-                WebhookAttempt(
-                    event_id=event.id,
-                    attempted_at=now,
-                    status_code=result.status_code,
-                    duration_ms=result.duration_ms,
-                    outcome=result.outcome,
-                    error=result.error,
-                )
-            )
-            self._apply_outcome(session, row, result, now)
-        log.info(
-            "webhook %s (run %s, attempt %d) -> %s %s in %.0fms",
-            event.id,
-            event.run_id,
-            event.attempts + 1,
-            result.outcome,
-            result.status_code if result.status_code is not None else "-",
-            result.duration_ms,
-        )
-
-    def _apply_outcome(
-        self, session: Session, row: WebhookEvent, result: SendResult, now: datetime
-    ) -> None:
-        if result.outcome == "delivered":
-            row.status = "delivered"
-            row.delivered_at = now
-            return
-        if result.outcome == "gone":
-            row.status = "failed"
-            if session.get(GoneUrl, row.url) is None:
-                session.add(
-                    GoneUrl(url=row.url, workspace_id=row.workspace_id, gone_at=now)
-                )
-            return
-        if result.outcome == "blocked" or row.attempts > len(
-            self.policy.retry_schedule
-        ):
-            row.status = "failed"
-            log.warning(
-                "webhook %s gave up after %d attempts: %s",
-                row.id,
-                row.attempts,
-                result.error,
-            )
-            return
-        row.next_attempt_at = now + timedelta(seconds=self._delay(row.attempts, result))
-
-    def _delay(self, attempts: int, result: SendResult) -> float:
-        if result.retry_after is not None:
-            return min(result.retry_after, MAX_RETRY_AFTER_SECONDS)
-        base = self.policy.retry_schedule[attempts - 1]
-        return base * random.uniform(1 - JITTER, 1 + JITTER)
-
     def redeliver(self, event_id: str) -> None:
         """Queue one more attempt of an event, whatever became of the earlier ones."""
         with self.db.write() as session:
             session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id == event_id)
-                .values(status="pending", next_attempt_at=utcnow(), claimed_until=None)
+                .values(
+                    status="pending",
+                    next_attempt_at=utcnow(),
+                    claimed_until=None,
+                    claimed_by=None,
+                )
             )
         self.wake.set()
-
-    def _is_gone(self, url: str) -> bool:
-        with self.db.read() as session:
-            return session.get(GoneUrl, url) is not None
 
     def _refuse_oversize(self, event: Claimed) -> None:
         message = (
@@ -360,11 +357,48 @@ class Dispatcher:
             session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id == event.id)
-                .values(status="failed", last_error=message, claimed_until=None)
+                .values(
+                    status="failed",
+                    last_error=message,
+                    claimed_until=None,
+                    claimed_by=None,
+                )
             )
 
 
-def _encode(payload: object) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8"
+def _one_per_run(rows: Sequence[Any], limit: int) -> list[Any]:
+    """The first due event of each run, at most ``limit`` of them."""
+    chosen: dict[str, Any] = {}
+    for row in rows:
+        if len(chosen) >= limit:
+            break
+        chosen.setdefault(row.run_id, row)
+    return list(chosen.values())
+
+
+def _workspaces(session: Session, ids: set[str]) -> dict[str, Workspace]:
+    rows = session.scalars(select(Workspace).where(Workspace.id.in_(ids)))
+    return {row.id: row for row in rows}
+
+
+def _claimed(row: Any, workspace: Workspace, gone: bool) -> Claimed:
+    signing = [workspace.signing_secret] if workspace.signing_secret else []
+    expires = workspace.previous_secret_expires_at
+    if workspace.previous_signing_secret and expires and expires > utcnow():
+        signing.append(workspace.previous_signing_secret)
+    return Claimed(
+        id=row.id,
+        run_id=row.run_id,
+        url=row.url,
+        workspace_id=row.workspace_id,
+        body=encode(row.payload),
+        attempts=row.attempts,
+        secret=workspace.webhook_secret,
+        signing_secrets=tuple(signing),
+        gone=gone,
     )
+
+
+def encode(payload: object) -> bytes:
+    """The bytes sent for a payload: the same bytes on every attempt."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

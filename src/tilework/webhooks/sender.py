@@ -177,9 +177,13 @@ class HttpSender:
             result = judge_response(
                 status_code, response_headers, duration_ms=duration_ms
             )
-            logger.info(
-                "webhook to %s: HTTP %s, %s", redact(url), status_code, result.outcome
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "webhook to %s: HTTP %s, %s",
+                    redact(url),
+                    status_code,
+                    result.outcome,
+                )
             return result
 
         raise InvalidTargetUrl(f"{redact(url)!r} has no checked address.")
