@@ -13,16 +13,18 @@ import pytest
 import media_factory
 from media_factory import FAST_VIDEO, make_rotated, make_video, run_ffmpeg
 from tilework.errors import Cancelled, TileError
+from tilework.media.analysis import (
+    detect_silences,
+    parse_silences,
+    scene_cuts,
+    speech_energy,
+)
 from tilework.media.cuts import (
     Segment,
     complement,
     cut_metadata,
-    detect_silences,
     normalize,
-    parse_silences,
     render_segments,
-    scene_cuts,
-    speech_energy,
     subtract,
     total_seconds,
 )

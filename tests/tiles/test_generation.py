@@ -28,7 +28,7 @@ from tilework.providers import (
     ProviderContext,
     VideoRequest,
 )
-from tilework.tiles import generation
+from tilework.tiles import generation, generation_edits
 from tilework.tiles.ai_music import AIMusic
 from tilework.tiles.base import MediaFile, Tile, TileContext, TileOutput
 from tilework.tiles.voiceover import AudioGeneration
@@ -41,9 +41,9 @@ NO_PROVIDER_CASES: list[tuple[type[Tile], dict[str, Any], bool]] = [
     (generation.AIAvatar, {"script": "Hello there."}, False),
     (generation.VideoGeneration, {"prompt": "a fox in the snow"}, False),
     (generation.ImageGeneration, {"prompt": "a red bicycle"}, False),
-    (generation.VoiceDubbing, {"target_language": "fr"}, True),
-    (generation.BRoll, {"prompt": "city at night"}, True),
-    (generation.MotionGraphics, {"prompt": "Jane Doe"}, True),
+    (generation_edits.VoiceDubbing, {"target_language": "fr"}, True),
+    (generation_edits.BRoll, {"prompt": "city at night"}, True),
+    (generation_edits.MotionGraphics, {"prompt": "Jane Doe"}, True),
     (AudioGeneration, {"mode": "music", "prompt": "calm piano"}, False),
     (AIMusic, {"prompt": "calm piano"}, True),
 ]
@@ -235,7 +235,7 @@ def test_dubbing_replaces_the_speech(ctx: TileContext, video: MediaFile) -> None
         "keep_background": False,
     }
 
-    [output] = run(generation.VoiceDubbing, params, video, ctx)
+    [output] = run(generation_edits.VoiceDubbing, params, video, ctx)
 
     info = probe(output.path)
     assert info.duration == pytest.approx(3.0, abs=0.1)
@@ -248,7 +248,7 @@ def test_broll_covers_only_its_window(ctx: TileContext, video: MediaFile) -> Non
     params = {"prompt": "city lights at night", "at_seconds": 1.0}
     params["duration_seconds"] = 1.0
 
-    [output] = run(generation.BRoll, params, video, ctx)
+    [output] = run(generation_edits.BRoll, params, video, ctx)
 
     assert probe(output.path).duration == pytest.approx(3.0, abs=0.1)
     for seconds, covered in ((0.5, False), (1.5, True), (2.5, False)):
@@ -263,7 +263,7 @@ def test_broll_covers_only_its_window(ctx: TileContext, video: MediaFile) -> Non
 def test_broll_past_the_end_is_moved(ctx: TileContext, video: MediaFile) -> None:
     params = {"prompt": "forest", "at_seconds": 2.5, "duration_seconds": 2}
 
-    [output] = run(generation.BRoll, params, video, ctx)
+    [output] = run(generation_edits.BRoll, params, video, ctx)
 
     assert output.metadata["start_seconds"] == pytest.approx(1.0)
     assert "starts at 1.00 s" in output.metadata["notes"][0]
@@ -272,7 +272,7 @@ def test_broll_past_the_end_is_moved(ctx: TileContext, video: MediaFile) -> None
 def test_motion_graphics_is_laid_in_its_box(ctx: TileContext, video: MediaFile) -> None:
     params = {"prompt": "Jane Doe, engineer", "at_seconds": 0.5, "duration_seconds": 2}
 
-    [output] = run(generation.MotionGraphics, params, video, ctx)
+    [output] = run(generation_edits.MotionGraphics, params, video, ctx)
 
     box = output.metadata["box"]
     assert box == {"x": 16, "y": 168, "width": 192, "height": 48}
@@ -306,7 +306,7 @@ def test_broll_on_odd_and_rotated_video(
     source = MediaFile(path=path, info=probe(path))
 
     params = {"prompt": "sky", "duration_seconds": 0.5}
-    [output] = run(generation.BRoll, params, source, ctx)
+    [output] = run(generation_edits.BRoll, params, source, ctx)
 
     info = probe(output.path)
     assert (info.width, info.height, info.rotation) == (*expected, 0)
@@ -320,7 +320,7 @@ def test_paths_and_text_with_filter_syntax(
     ctx = with_provider(media_factory.tile_context(scratch, progress), registered)
     params = {"prompt": "100% it's: [x]; y, \\z %{pts}", "duration_seconds": 1}
 
-    [output] = run(generation.MotionGraphics, params, video, ctx)
+    [output] = run(generation_edits.MotionGraphics, params, video, ctx)
 
     assert probe(output.path).duration == pytest.approx(3.0, abs=0.1)
 
@@ -418,14 +418,14 @@ def test_register_rejects_an_empty_name() -> None:
 
 def test_no_video_input_for_video_tiles(ctx: TileContext) -> None:
     with pytest.raises(TileError, match="B-Roll works on a video and got none"):
-        run(generation.BRoll, {"prompt": "x"}, None, ctx)
+        run(generation_edits.BRoll, {"prompt": "x"}, None, ctx)
 
 
 def test_tilework_ids_are_derived_from_names() -> None:
     for tile_type in (
-        generation.VoiceDubbing,
-        generation.MotionGraphics,
-        generation.BRoll,
+        generation_edits.VoiceDubbing,
+        generation_edits.MotionGraphics,
+        generation_edits.BRoll,
     ):
         expected = uuid.uuid5(generation.TILEWORK_NAMESPACE, tile_type.name)
         assert tile_type.node_type_id == str(expected)
@@ -439,11 +439,11 @@ def test_tilework_ids_are_derived_from_names() -> None:
         (generation.VideoGenerationParams, {"prompt": "x", "aspect_ratio": "2:1"}),
         (generation.ImageGenerationParams, {"prompt": "x", "width": 10}),
         (generation.ImageGenerationParams, {"prompt": "x", "num_images": 9}),
-        (generation.VoiceDubbingParams, {"target_language": "French!"}),
-        (generation.VoiceDubbingParams, {}),
+        (generation_edits.VoiceDubbingParams, {"target_language": "French!"}),
+        (generation_edits.VoiceDubbingParams, {}),
         (generation.AvatarParams, {"script": "hi", "avatar": "../etc"}),
-        (generation.MotionGraphicsParams, {"prompt": "x", "position": "left"}),
-        (generation.BRollParams, {"prompt": "x", "duration_seconds": 0.1}),
+        (generation_edits.MotionGraphicsParams, {"prompt": "x", "position": "left"}),
+        (generation_edits.BRollParams, {"prompt": "x", "duration_seconds": 0.1}),
         (generation.ContentGenerationParams, {"prompt": "x", "style": "funny"}),
     ],
 )

@@ -16,7 +16,7 @@ from media_factory import (
     run_ffmpeg,
 )
 from tilework.errors import Cancelled, TileError
-from tilework.media.cuts import detect_silences
+from tilework.media.analysis import detect_silences
 from tilework.media.probe import probe
 from tilework.tiles.base import MediaFile, TileContext, TileOutput
 from tilework.tiles.silence_removal import SilenceRemoval, SilenceRemovalParams

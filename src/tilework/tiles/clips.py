@@ -32,19 +32,21 @@ import numpy as np
 from pydantic import Field
 
 from tilework.errors import Cancelled, TileError, TileworkError
+from tilework.media.analysis import (
+    EnergyTrack,
+    detect_silences,
+    scene_cuts,
+    speech_energy,
+)
 from tilework.media.asr import Word, get_transcriber
 from tilework.media.cuts import (
-    EnergyTrack,
     Segment,
     TranscriberFactory,
     cut_metadata,
-    detect_silences,
     frame_seconds,
     plain_word,
     render_segments,
     scaled_progress,
-    scene_cuts,
-    speech_energy,
     try_transcribe,
 )
 from tilework.tiles.base import (

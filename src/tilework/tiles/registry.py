@@ -15,13 +15,11 @@ from tilework.tiles.clips import Clips
 from tilework.tiles.color_correction import ColorCorrection
 from tilework.tiles.generation import (
     AIAvatar,
-    BRoll,
     ContentGeneration,
     ImageGeneration,
-    MotionGraphics,
     VideoGeneration,
-    VoiceDubbing,
 )
+from tilework.tiles.generation_edits import BRoll, MotionGraphics, VoiceDubbing
 from tilework.tiles.intro_outro import Intro, Outro
 from tilework.tiles.mirror import Mirror
 from tilework.tiles.reframe import Reframe

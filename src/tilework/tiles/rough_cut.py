@@ -27,21 +27,19 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, StringConstraints
 
 from tilework.errors import TileError
+from tilework.media.analysis import EnergyTrack, detect_silences, speech_energy
 from tilework.media.asr import Word, get_transcriber
 from tilework.media.cuts import (
-    EnergyTrack,
     Segment,
     TranscriberFactory,
     complement,
     cut_metadata,
-    detect_silences,
     frame_seconds,
     normalize,
     plain_word,
     render_segments,
     scaled_progress,
     segments_json,
-    speech_energy,
     subtract,
     total_seconds,
     try_transcribe,

@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tilework.errors import TileError
+from tilework.media.analysis import detect_silences
 from tilework.media.cuts import (
     Segment,
     complement,
     cut_metadata,
-    detect_silences,
     frame_seconds,
     normalize,
     render_segments,
