@@ -132,6 +132,37 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 @app.command()
+def dispatch(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Run only the webhook dispatcher, beside servers sharing one database.
+
+    Several dispatchers (in servers or on their own) on one PostgreSQL never send
+    the same attempt twice. Stops on SIGTERM or Ctrl-C.
+    """
+    import signal
+    import threading
+
+    from tilework.service import Tilework
+
+    settings = _settings(data_dir)
+    configure_logging(settings.log_level)
+    tw = Tilework.build(settings, execute=False)
+    tw.db.migrate()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    tw.dispatcher.start()
+    console.print(f"dispatching webhooks from {tw.db.engine.url.render_as_string()}")
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    tw.dispatcher.stop()
+    tw.db.dispose()
+
+
+@app.command()
 def gc(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be deleted.")

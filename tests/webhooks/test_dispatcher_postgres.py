@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -91,3 +95,36 @@ def test_a_database_outage_is_survived_with_backed_off_errors(
     finally:
         admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         dispatcher.stop()
+
+
+def test_two_dispatch_processes_never_send_one_attempt_twice(
+    pg: tuple[Database, str], receiver: Receiver, tmp_path: Path
+) -> None:
+    # Given two `tilework dispatch` processes on one database
+    db, url = pg
+    workspace = add_workspace(db)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TILEWORK_")},
+        "TILEWORK_DATABASE_URL": url,
+        "TILEWORK_DATA_DIR": str(tmp_path),
+        "TILEWORK_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+    }
+    command = [sys.executable, "-m", "tilework", "dispatch"]
+    processes = [subprocess.Popen(command, env=env) for _ in range(2)]
+    try:
+        # When 400 events of 20 runs are committed while both run
+        ids = enqueue(db, workspace, receiver.url, runs=20, events=20)
+        statuses = settle(db, timeout=90)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+    # Then each arrived exactly once, in order within its run
+    assert set(statuses.values()) == {"delivered"}
+    arrivals = [r.json["event_id"] for r in receiver.received]
+    assert len(arrivals) == len(set(arrivals)) == 400
+    for run in ids:
+        assert [i for i in arrivals if i in set(run)] == run
+    assert all(process.returncode == 0 for process in processes)
