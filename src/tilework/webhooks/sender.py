@@ -9,6 +9,7 @@ refused the target (``blocked``).
 from __future__ import annotations
 
 import email.utils
+import http.client
 import logging
 import ssl
 import threading
@@ -19,18 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-import httpx
-
 from tilework.config import IPNetwork
 from tilework.errors import AddressResolutionError, BlockedAddress, InvalidTargetUrl
 from tilework.netguard import (
     WEBHOOK_SWITCH,
     IPAddress,
-    PinnedTransport,
-    check_url,
-    pinned_client,
+    parse_url,
     redact,
+    resolve_checked,
 )
+from tilework.webhooks.pinned import PinnedPool, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +131,8 @@ class HttpSender:
     ) -> None:
         self._allow = tuple(allow)
         self._timeout = timeout
-        self._verify = verify
-        self._clients: OrderedDict[tuple[str, str, str, int], httpx.Client] = (
-            OrderedDict()
-        )
+        self._tls = tls_context(verify)
+        self._pools: OrderedDict[tuple[str, str, str, int], PinnedPool] = OrderedDict()
         self._lock = threading.Lock()
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
@@ -146,97 +143,89 @@ class HttpSender:
             return _failed(started, str(exc), "blocked")
         except AddressResolutionError as exc:
             return _failed(started, str(exc), "retry")
-        except httpx.TimeoutException:
+        except TimeoutError:
             error = f"the receiver did not answer within {self._timeout:g} seconds"
             return _failed(started, error, "retry")
-        except httpx.ConnectError as exc:
+        except ssl.SSLError as exc:
+            error = f"the TLS handshake with {redact(url)} failed: {exc}"
+            return _failed(started, error, "retry")
+        except OSError as exc:
             error = f"could not connect to {redact(url)}: {exc}"
             return _failed(started, error, "retry")
-        except httpx.HTTPError as exc:
+        except http.client.HTTPException as exc:
             error = f"the request failed: {type(exc).__name__}: {exc}"
             return _failed(started, error, "retry")
 
     def _send(
         self, url: str, body: bytes, headers: Mapping[str, str], started: float
     ) -> SendResult:
-        target = check_url(url, allow=self._allow, switch=WEBHOOK_SWITCH)
+        parsed = parse_url(url)
+        host = parsed.raw_host.decode("ascii")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        addresses = resolve_checked(
+            host, port, allow=self._allow, switch=WEBHOOK_SWITCH
+        )
         request_headers = _request_headers(headers)
+        request_headers["Host"] = parsed.netloc.decode("ascii")
+        target = parsed.raw_path.decode("ascii") or "/"
 
-        last = len(target.addresses) - 1
-        for index, address in enumerate(target.addresses):
-            client = self._client(target.scheme, target.host, address, target.port)
+        last = len(addresses) - 1
+        for index, address in enumerate(addresses):
+            pool = self._pool(parsed.scheme, host, address, port)
             try:
-                status_code, response_headers = self._post(
-                    client, url, body, request_headers, started
-                )
-            except httpx.ConnectError:
+                reply = pool.post(target, body, request_headers)
+            except (ConnectionRefusedError, ConnectionAbortedError):
                 if index == last:
                     raise
                 continue
             duration_ms = (time.monotonic() - started) * 1000
             result = judge_response(
-                status_code, response_headers, duration_ms=duration_ms
+                reply.status, reply.headers, duration_ms=duration_ms
             )
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "webhook to %s: HTTP %s, %s",
                     redact(url),
-                    status_code,
+                    reply.status,
                     result.outcome,
                 )
             return result
 
         raise InvalidTargetUrl(f"{redact(url)!r} has no checked address.")
 
-    def _post(
-        self,
-        client: httpx.Client,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        started: float,
-    ) -> tuple[int, dict[str, str]]:
-        request = client.build_request("POST", url, content=body, headers=headers)
-        response = client.send(request, stream=True)
-        try:
-            _drain(response, deadline=started + self._timeout)
-        finally:
-            response.close()
-        return response.status_code, {k.lower(): v for k, v in response.headers.items()}
-
-    def _client(
+    def _pool(
         self, scheme: str, host: str, address: IPAddress, port: int
-    ) -> httpx.Client:
+    ) -> PinnedPool:
         key = (scheme, host.lower(), str(address), port)
         with self._lock:
-            client = self._clients.get(key)
-            if client is not None:
-                self._clients.move_to_end(key)
-                return client
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
 
-            transport = PinnedTransport(host, address, verify=self._verify)
-            client = pinned_client(transport, timeout=self._timeout)
-            self._clients[key] = client
+            tls = self._tls if scheme == "https" else None
+            pool = PinnedPool(host, address, port, timeout=self._timeout, tls=tls)
+            self._pools[key] = pool
             evicted = self._evict()
 
         for old in evicted:
             old.close()
-        return client
+        return pool
 
-    def _evict(self) -> list[httpx.Client]:
+    def _evict(self) -> list[PinnedPool]:
         evicted = []
-        while len(self._clients) > _MAX_CLIENTS:
-            _key, old = self._clients.popitem(last=False)
+        while len(self._pools) > _MAX_CLIENTS:
+            _key, old = self._pools.popitem(last=False)
             evicted.append(old)
         return evicted
 
     def close(self) -> None:
         """Close every kept-alive connection."""
         with self._lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
-        for client in clients:
-            client.close()
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.close()
 
 
 def _request_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -246,14 +235,6 @@ def _request_headers(headers: Mapping[str, str]) -> dict[str, str]:
         if name.lower() not in _MANAGED_HEADERS
     }
     return {**kept, "Content-Type": "application/json"}
-
-
-def _drain(response: httpx.Response, *, deadline: float) -> None:
-    received = 0
-    for chunk in response.iter_raw():
-        received += len(chunk)
-        if received > _MAX_DRAIN_BYTES or time.monotonic() > deadline:
-            return
 
 
 def _failed(started: float, error: str, outcome: Outcome) -> SendResult:
