@@ -253,3 +253,33 @@ def test_parallel_runs_on_postgres_never_overdraw(tmp_path: Path, clip: Path) ->
             assert sum(e["amount"] for e in usage["entries"]) == 0
         finally:
             server.stop()
+
+
+def test_plan_changes_cannot_mint_credits(billed: ServerProcess) -> None:
+    # Given an organization on the creator plan
+    org = json.loads(billed.cli("orgs", "create", "Switcher"))
+    api = billed.client(org["api_key"])
+    checkout = api.ok(api.post("/plan/upgrade", {"plan_id": "creator"}))
+    billed.cli("billing", "approve", checkout["checkout_id"])
+    balance = api.ok(api.get("/credits"))["balance"]
+
+    # When it asks for a dearer plan, then a cheaper one, back and forth
+    dearer = api.ok(api.post("/plan/upgrade", {"plan_id": "professional"}))
+    cheaper = api.ok(api.post("/plan/upgrade", {"plan_id": "free"}))
+    again = api.ok(api.post("/plan/upgrade", {"plan_id": "professional_annual"}))
+
+    # Then every dearer plan needs a checkout, a cheaper one waits for the period's
+    # end, and no credits appear out of nowhere
+    assert dearer["requires_checkout"] and again["requires_checkout"]
+    assert cheaper["requires_checkout"] is False and cheaper["effective_at"]
+    plan = api.ok(api.get("/plan"))
+    assert plan["plan"]["id"] == "creator" and plan["scheduled_plan"] == "free"
+    assert api.ok(api.get("/credits"))["balance"] == balance
+
+
+def test_checkout_links_and_top_up_values_are_checked(billed: ServerProcess) -> None:
+    api = billed.client(json.loads(billed.cli("orgs", "create", "Links"))["api_key"])
+    script = {"plan_id": "creator", "success_url": "javascript:alert(1)"}
+    assert "success_url" in api.post("/plan/upgrade", script).json()["detail"]
+    loose = {"auto_topup": {"enabled": "yes", "threshold": "10", "quantity": 5}}
+    assert api.post("/credits/settings", loose).status_code == 400

@@ -123,3 +123,14 @@ def test_downloads_carry_types_and_non_ascii_names(api: Api, clip: Path) -> None
     assert head.status_code == 200 and int(head.headers["content-length"]) == len(
         video.content
     )
+
+
+def test_a_workspace_header_narrows_run_inputs_too(
+    server: ServerProcess, api: Api, clip: Path
+) -> None:
+    video_id = api.upload(clip)
+    workspace = server.cli("workspaces", "create", "Narrow")
+    there = server.client(**{"X-Workspace-Id": workspace})
+    agent_id, _ = there.create_agent([("in", VideoInput.node_type_id, {})], [])
+    refused = there.post(f"/agent/{agent_id}/run", {"video_ids": [video_id]})
+    assert refused.status_code == 404, refused.text

@@ -245,3 +245,22 @@ def test_a_server_killed_mid_delivery_loses_no_event(
     finally:
         receiver.close()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"signing_secret": "whsec_"},
+        {"signing_secret": "whsec_notbase64!!"},
+        {"signing_secret": "whsec_c2hvcnQ="},
+        {"secret": "sécret"},
+        {"secret": "a\r\nX-Injected: 1"},
+    ],
+)
+def test_secrets_that_could_not_be_sent_are_refused(
+    api: Api, settings: dict[str, str]
+) -> None:
+    answer = api.post("/webhooks/settings", settings)
+    assert answer.status_code == 400, answer.text
+    field = next(iter(settings))
+    assert field in answer.json()["detail"]

@@ -154,9 +154,7 @@ class Ledger:
         account.status = "active"
         account.started_at = now
         account.current_period_start = now
-        account.current_period_end = now + (
-            ANNUAL if plan.billing == "annual" else MONTH
-        )
+        account.current_period_end = now + _period(plan)
         account.canceled_at = None
         account.scheduled_plan_id = None
         session.flush()
@@ -167,8 +165,12 @@ class Ledger:
         """Start the periods that began since the account was last read, with grants."""
         now = utcnow()
         while account.current_period_end <= now:
+            if account.scheduled_plan_id:
+                account.plan_id = account.scheduled_plan_id
+                account.scheduled_plan_id = None
+            plan = session.get_one(Plan, account.plan_id)
             account.current_period_start = account.current_period_end
-            account.current_period_end = account.current_period_start + MONTH
+            account.current_period_end = account.current_period_start + _period(plan)
             session.flush()
             self._grant_period(session, account)
         return account
@@ -240,6 +242,10 @@ class Ledger:
                 note=note,
             )
         )
+
+
+def _period(plan: Plan) -> timedelta:
+    return ANNUAL if plan.billing == "annual" else MONTH
 
 
 def ledger_sum(session: Session, organization_id: str) -> int:

@@ -17,14 +17,18 @@ from tilework.engine.scheduler import Scheduler
 from tilework.engine.views import is_gone
 from tilework.errors import NotFound, ValidationFailed
 from tilework.schemas.requests import StartRun, VideoInput
-from tilework.store.models import Agent, Asset, Render, Run, RunNode, Workspace, utcnow
+from tilework.store.models import Agent, Asset, Render, Run, RunNode, utcnow
 
 YOUTUBE = re.compile(r"^(www\.|m\.|music\.)?(youtube\.com|youtu\.be)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class RunOrigin:
+    """Who starts a run: uploads come from these workspaces, renders from any
+    workspace of the organization."""
+
     organization_id: str
+    workspace_ids: tuple[str, ...]
     triggered_by: dict[str, Any] | None = None
 
 
@@ -51,7 +55,7 @@ def start_run(
         raise ValidationFailed(problems)
 
     sources = {
-        node_id: _resolve_sources(session, entry, origin.organization_id)
+        node_id: _resolve_sources(session, entry, origin)
         for node_id, entry in entries.items()
     }
     run = _insert_run(session, agent, request, origin, template, sources)
@@ -215,7 +219,7 @@ def _check_video_url(url: str) -> list[str]:
 
 
 def _resolve_sources(
-    session: Session, entry: VideoInput, organization_id: str
+    session: Session, entry: VideoInput, origin: RunOrigin
 ) -> list[dict[str, Any]]:
     clip = {
         "clip_start_ms": entry.input_clip_start_ms,
@@ -224,7 +228,7 @@ def _resolve_sources(
     sources: list[dict[str, Any]] = []
     missing: list[str] = []
     for video_id in entry.video_ids:
-        asset = _find_asset(session, video_id, organization_id)
+        asset = _find_asset(session, video_id, origin)
         if asset is None:
             missing.append(f"video {video_id}")
         else:
@@ -232,12 +236,8 @@ def _resolve_sources(
                 {"kind": "upload", "ref": asset.id, "label": asset.filename, **clip}
             )
     for render_id in entry.node_render_ids:
-        render = session.get(Render, render_id)
-        if (
-            render is None
-            or render.organization_id != organization_id
-            or is_gone(render.expires_at, render.purged_at)
-        ):
+        render = _find_render(session, render_id, origin)
+        if render is None:
             missing.append(f"render {render_id}")
         else:
             sources.append(
@@ -251,20 +251,31 @@ def _resolve_sources(
     return sources
 
 
-def _find_asset(session: Session, asset_id: str, organization_id: str) -> Asset | None:
+def _find_asset(session: Session, asset_id: str, origin: RunOrigin) -> Asset | None:
     asset = session.scalars(
-        select(Asset)
-        .join(Workspace, Workspace.id == Asset.workspace_id)
-        .where(
+        select(Asset).where(
             Asset.id == asset_id,
             Asset.kind == "video",
             Asset.status == "ready",
-            Workspace.organization_id == organization_id,
+            Asset.workspace_id.in_(origin.workspace_ids),
         )
     ).first()
     if asset is not None and is_gone(asset.expires_at, asset.purged_at):
         return None
     return asset
+
+
+def _find_render(session: Session, render_id: str, origin: RunOrigin) -> Render | None:
+    """A still stored render of any workspace of the caller's organization.
+
+    Chaining crosses workspaces on purpose: one team's outputs feed another's agents.
+    """
+    render = session.get(Render, render_id)
+    if render is None or render.organization_id != origin.organization_id:
+        return None
+    if is_gone(render.expires_at, render.purged_at):
+        return None
+    return render
 
 
 def _insert_run(

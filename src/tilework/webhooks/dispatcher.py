@@ -291,9 +291,7 @@ class Dispatcher:
                 410, 0.0, "the URL answered 410 Gone earlier", None, "gone"
             )
         else:
-            headers = self._headers(event)
-            sent = self.sender.send(event.url, event.body, headers)
-            result = self._within_deadline(sent)
+            result = self._send(event)
 
         self.recorder.record(
             Outcome(
@@ -307,6 +305,14 @@ class Dispatcher:
             )
         )
         return result
+
+    def _send(self, event: Claimed) -> SendResult:
+        try:
+            headers = self._headers(event)
+        except (ValueError, UnicodeError) as exc:
+            error = f"the workspace's webhook secrets cannot sign this event: {exc}"
+            return SendResult(None, 0.0, error, None, "retry")
+        return self._within_deadline(self.sender.send(event.url, event.body, headers))
 
     def _within_deadline(self, result: SendResult) -> SendResult:
         """A 2xx counts only when it came within the timeout, however it trickled in."""

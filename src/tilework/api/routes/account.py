@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from tilework.errors import ValidationFailed
 from tilework.schemas.requests import WebhookSettings, WebhookTest
 from tilework.service import Tilework
 from tilework.store.models import Workspace, new_id, utcnow
-from tilework.webhooks.signing import mosaic_headers, standard_headers
+from tilework.webhooks.signing import decode_secret, mosaic_headers, standard_headers
 
 router = APIRouter()
 
@@ -68,8 +69,7 @@ def set_webhook_settings(
     caller: Caller = Depends(require("webhooks:write")),
     tw: Tilework = Depends(tilework),
 ) -> dict[str, Any]:
-    if body.signing_secret is not None and not body.signing_secret.startswith("whsec_"):
-        raise ValidationFailed("signing_secret must be a 'whsec_' base64 key")
+    _check_secrets(body)
     with tw.db.write() as session:
         workspace = _workspace(session, caller)
         if "secret" in body.model_fields_set:
@@ -77,6 +77,36 @@ def set_webhook_settings(
         if "signing_secret" in body.model_fields_set:
             _rotate(workspace, body.signing_secret)
         return _settings_view(workspace)
+
+
+MIN_SIGNING_KEY_BYTES = 16
+HEADER_SAFE = re.compile(r"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$")
+
+
+def _check_secrets(body: WebhookSettings) -> None:
+    """Refuse secrets that could not be sent or used, naming every problem."""
+    problems = []
+    if body.secret is not None and not HEADER_SAFE.match(body.secret):
+        problems.append(
+            "secret must be printable ASCII without line breaks or leading or "
+            "trailing spaces, since it is sent as the X-Mosaic-Signature header"
+        )
+    if body.signing_secret is not None:
+        problems += _signing_problems(body.signing_secret)
+    if problems:
+        raise ValidationFailed(problems)
+
+
+def _signing_problems(secret: str) -> list[str]:
+    if not secret.startswith("whsec_"):
+        return ["signing_secret must start with 'whsec_'"]
+    try:
+        key = decode_secret(secret)
+    except ValueError as exc:
+        return [f"signing_secret: {exc}"]
+    if len(key) < MIN_SIGNING_KEY_BYTES:
+        return [f"signing_secret must hold at least {MIN_SIGNING_KEY_BYTES} bytes"]
+    return []
 
 
 def _rotate(workspace: Workspace, new: str | None) -> None:

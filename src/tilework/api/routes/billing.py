@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 from html import escape
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,7 @@ from tilework.api.auth import Caller, require, tilework
 from tilework.billing import checkout as checkouts
 from tilework.billing.checkout import OperatorApproval
 from tilework.billing.ledger import usage
-from tilework.billing.plans import FREE, all_plans, plan_view
+from tilework.billing.plans import all_plans, plan_view
 from tilework.engine.views import iso
 from tilework.errors import Forbidden, InvalidApiKey, NotFound, ValidationFailed
 from tilework.service import Tilework
@@ -34,9 +35,19 @@ class Upgrade(BaseModel):
     success_url: str | None = Field(default=None, max_length=2048)
     cancel_url: str | None = Field(default=None, max_length=2048)
 
+    @field_validator("success_url", "cancel_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http or https URL")
+        return value
+
 
 class AutoTopup(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool
     threshold: int = Field(ge=0, le=MAX_CREDITS)
@@ -110,14 +121,18 @@ def upgrade(
                 f"plan_id {body.plan_id!r} is not a plan; use {known}"
             )
 
+        current = session.get_one(Plan, account.plan_id)
         if plan.id == account.plan_id:
+            account.scheduled_plan_id = None
             return {"success": True, "requires_checkout": False, "plan_id": plan.id}
-        if plan.price_usd == 0:
+        if plan.price_usd <= current.price_usd:
             account.scheduled_plan_id = plan.id
-            return {"success": True, "requires_checkout": False, "plan_id": plan.id}
-        if account.plan_id != FREE:
-            tw.ledger.change_plan(session, account, plan)
-            return {"success": True, "requires_checkout": False, "plan_id": plan.id}
+            return {
+                "success": True,
+                "requires_checkout": False,
+                "plan_id": plan.id,
+                "effective_at": iso(account.current_period_end),
+            }
 
         pending = Checkout(
             organization_id=caller.organization_id,

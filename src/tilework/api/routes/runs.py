@@ -45,7 +45,10 @@ def run_agent(
             session,
             agent,
             body,
-            origin=RunOrigin(organization_id=caller.organization_id),
+            origin=RunOrigin(
+                organization_id=caller.organization_id,
+                workspace_ids=tuple(caller.workspace_ids(session)),
+            ),
             catalog=tw.catalog,
             scheduler=tw.scheduler,
         )

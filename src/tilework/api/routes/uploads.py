@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from tilework.api.auth import Caller, require, tilework
 from tilework.api.files import receive_upload, verify_signed_request
 from tilework.engine.views import is_gone
-from tilework.errors import NotFound, ProbeError, ValidationFailed
+from tilework.errors import Conflict, NotFound, ProbeError, ValidationFailed
 from tilework.media.lut import check_cube
 from tilework.media.probe import probe_audio, probe_image, probe_video
 from tilework.media.render import make_thumbnail
@@ -30,6 +31,8 @@ router = APIRouter()
 Kind = Literal["video", "audio", "image", "lut"]
 PROBES = {"video": probe_video, "audio": probe_audio, "image": probe_image}
 MAX_LUT_BYTES = 64 * 1024**2
+CHECKING = "checking"
+"""An upload being checked by finalize; no new bytes are taken for it meanwhile."""
 
 
 def _limit(tw: Tilework, kind: str) -> int:
@@ -88,16 +91,21 @@ async def receive_content(
         max_bytes=_limit(tw, kind),
         required_fields={f"{kind}_id": asset_id},
     )
-    key = f"uploads/{asset_id}/{received.filename}"
+    key = f"uploads/{asset_id}/{secrets.token_hex(8)}/{received.filename}"
     tw.storage.put_file(received.path, key, move=True)
 
-    with tw.db.write() as session:
-        asset = _pending_asset(session, kind, asset_id)
-        if asset.storage_key and asset.storage_key != key:
-            tw.storage.delete(asset.storage_key)
-        asset.storage_key = key
-        asset.filename = received.filename
-        asset.size_bytes = received.size
+    try:
+        with tw.db.write() as session:
+            asset = _pending_asset(session, kind, asset_id)
+            replaced = asset.storage_key
+            asset.storage_key = key
+            asset.filename = received.filename
+            asset.size_bytes = received.size
+    except BaseException:
+        tw.storage.delete(key)
+        raise
+    if replaced:
+        tw.storage.delete(replaced)
     return {"success": True, f"{kind}_id": asset_id, "size_bytes": received.size}
 
 
@@ -105,6 +113,11 @@ def _pending_asset(session: Session, kind: str, asset_id: str) -> Asset:
     asset = session.get(Asset, asset_id)
     if asset is None or asset.kind != kind:
         raise NotFound(f"No {kind} upload {asset_id}.")
+    if asset.status == CHECKING:
+        raise Conflict(
+            f"The {kind} {asset_id} is being finalized; upload again only if "
+            "finalizing it fails."
+        )
     if asset.status != "pending":
         raise ValidationFailed(f"The {kind} {asset_id} is already finalized.")
     if asset.upload_expires_at is not None and asset.upload_expires_at < utcnow():
@@ -124,10 +137,12 @@ def finalize_upload(
     asset_id = getattr(body, f"{kind}_id")
     if not asset_id:
         raise ValidationFailed(f"{kind}_id is required")
-    with tw.db.read() as session:
+    with tw.db.write() as session:
         asset = _caller_asset(session, caller, kind, asset_id)
         if asset.status == "ready":
             return _finalized(asset)
+        if asset.status == CHECKING:
+            raise Conflict(f"The {kind} {asset_id} is being finalized already.")
         _pending_asset(session, kind, asset_id)
         if not asset.storage_key or not tw.storage.exists(asset.storage_key):
             raise ValidationFailed(
@@ -135,8 +150,13 @@ def finalize_upload(
                 "post it to the upload_url first."
             )
         key = asset.storage_key
+        asset.status = CHECKING
 
-    info, thumbnail_key = _inspect(tw, kind, asset_id, key)
+    try:
+        info, thumbnail_key = _inspect(tw, kind, asset_id, key)
+    except BaseException:
+        _set_status(tw, asset_id, "pending")
+        raise
     with tw.db.write() as session:
         asset = _caller_asset(session, caller, kind, asset_id)
         asset.status = "ready"
@@ -146,6 +166,13 @@ def finalize_upload(
             asset.expires_at = utcnow() + timedelta(seconds=retention)
         asset.thumbnail_key = thumbnail_key
         return _finalized(asset)
+
+
+def _set_status(tw: Tilework, asset_id: str, status: str) -> None:
+    with tw.db.write() as session:
+        asset = session.get(Asset, asset_id)
+        if asset is not None:
+            asset.status = status
 
 
 def _inspect(
