@@ -15,6 +15,7 @@ import os
 import platform
 import shlex
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -585,6 +586,35 @@ def start_dispatcher(db: Database, concurrency: int, timed: bool) -> Dispatcher:
     return dispatcher
 
 
+class DispatchProcess:
+    """``tilework dispatch`` in a process of its own, on the same database."""
+
+    def __init__(self, url: str, poll_seconds: float) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TILEWORK_")}
+        env.update(
+            {
+                "TILEWORK_DATABASE_URL": url,
+                "TILEWORK_DATA_DIR": tempfile.mkdtemp(prefix="tilework-dispatch-"),
+                "TILEWORK_WEBHOOK_ALLOW_NETWORKS": f"{LOOPBACK}/32",
+                "TILEWORK_WEBHOOK_POLL_SECONDS": str(poll_seconds),
+                "TILEWORK_LOG_LEVEL": "WARNING",
+            }
+        )
+        command = [sys.executable, "-m", "tilework", "dispatch"]
+        self.process = subprocess.Popen(command, env=env)
+        self.wake = threading.Event()
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1]
+        ticks = os.sysconf("SC_CLK_TCK")
+        utime, stime = (int(value) for value in fields.split()[11:13])
+        return (utime + stime) / ticks
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
 def stop_dispatcher(dispatcher: Dispatcher) -> None:
     dispatcher.stop(timeout=20.0)
     close = getattr(dispatcher.sender, "close", None)
@@ -649,6 +679,8 @@ def drive(
     with fresh_database(args.database, folder, label) as db:
         target = seed(db, args.runs, receiver.url)
         begins = BeginWaits(db) if args.profile else None
+        if args.process:
+            return _drive_process(args, receiver, db, target, workload)
         dispatcher = start_dispatcher(db, args.concurrency, args.profile)
         cpu = time.process_time()
         deadline = time.monotonic() + PHASE_LIMIT_SECONDS
@@ -662,6 +694,29 @@ def drive(
         ledger = read_ledger(db, commits, receipts)
     timed = dispatcher if isinstance(dispatcher, TimedDispatcher) else None
     return Drive(commits, receipts, ledger, drained, cpu, receiver_cpu, timed, begins)
+
+
+def _drive_process(
+    args: argparse.Namespace,
+    receiver: Receiver,
+    db: Database,
+    target: Seed,
+    workload: Workload,
+) -> Drive:
+    """The same load, with the dispatcher in its own process (``--process``)."""
+    dispatch = DispatchProcess(db.url, args.poll)
+    time.sleep(1.5)
+    own_cpu = time.process_time()
+    deadline = time.monotonic() + PHASE_LIMIT_SECONDS
+    try:
+        commits = workload.produce(db, target, dispatch.wake)
+        drained = wait_drained(db, deadline)
+        cpu = time.process_time() - own_cpu + dispatch.cpu_seconds()
+    finally:
+        dispatch.stop()
+    receipts, receiver_cpu = receiver.take()
+    ledger = read_ledger(db, commits, receipts)
+    return Drive(commits, receipts, ledger, drained, cpu, receiver_cpu)
 
 
 def run_phase(
@@ -874,6 +929,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", action="store_true", help="time claim/send/record per event"
+    )
+    parser.add_argument(
+        "--process",
+        action="store_true",
+        help="run the dispatcher as `tilework dispatch`, a process of its own",
+    )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.01,
+        help="with --process: how often the idle dispatcher polls (seconds)",
     )
     args = parser.parse_args(argv)
     for name in ("events", "runs", "batch", "concurrency", "producers"):

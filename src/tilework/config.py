@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     )
     webhook_order_wait_seconds: float = 60.0
     webhook_coalesce_seconds: float = 0.25
+    webhook_poll_seconds: float = Field(default=0.1, gt=0, le=10)
+    """How often an idle dispatcher looks for due events it was not woken for."""
     webhook_max_payload_bytes: int = 256 * 1024
 
     ffmpeg_binary: str | None = None

@@ -119,6 +119,7 @@ class Tilework:
                 order_wait_seconds=settings.webhook_order_wait_seconds,
                 timeout_seconds=settings.webhook_timeout_seconds,
                 max_payload_bytes=settings.webhook_max_payload_bytes,
+                poll_seconds=settings.webhook_poll_seconds,
             ),
         )
         outbox.on_emit = dispatcher.wake.set

@@ -36,7 +36,6 @@ from tilework.webhooks.signing import mosaic_headers, standard_headers
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 0.1
 CLAIM_MARGIN_SECONDS = 10
 SCAN_FACTOR = 4
 CLAIM_SPACING_SECONDS = 0.005
@@ -48,6 +47,7 @@ class DispatchPolicy:
     order_wait_seconds: float = 60.0
     timeout_seconds: float = 15.0
     max_payload_bytes: int = 256 * 1024
+    poll_seconds: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,12 @@ class Dispatcher:
                     self._pace()
                     self._ready.extend(self._claim_safely(room))
 
-                while self._ready and self._slots.acquire(timeout=IDLE_POLL_SECONDS):
+                poll = self.policy.poll_seconds
+                while self._ready and self._slots.acquire(timeout=poll):
                     self._submit(pool, self._ready.popleft())
 
                 if not self._ready:
-                    self.wake.wait(IDLE_POLL_SECONDS)
+                    self.wake.wait(poll)
                     self.wake.clear()
 
     def _pace(self) -> None:
