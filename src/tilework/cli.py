@@ -1,6 +1,7 @@
 """tilework: a self-hosted engine for video-editing agents.
 
-Commands: serve, demo, run, agents, orgs, workspaces, keys, migrate.
+Commands: serve, demo, run, agents, dispatch, gc, billing, orgs, workspaces, keys,
+docs, migrate.
 """
 
 from __future__ import annotations
@@ -319,7 +320,11 @@ def billing_checkouts(
 
     db = _database(data_dir)
     with db.read() as session:
-        pending = session.scalars(select(Checkout).where(Checkout.status == "pending"))
+        pending = list(
+            session.scalars(select(Checkout).where(Checkout.status == "pending"))
+        )
+        if not pending:
+            typer.echo("no checkouts are waiting for approval")
         for row in pending:
             when = f"{row.created_at:%Y-%m-%d %H:%M}"
             typer.echo(f"{row.id}  {row.organization_id}  {row.plan_id}  {when}")

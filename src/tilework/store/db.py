@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +22,10 @@ class Database:
     """One database: short read sessions and write transactions.
 
     On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` so that two
-    writers queue on the busy timeout instead of failing on a lock upgrade; reads stay
-    deferred and never wait for a writer thanks to WAL.
+    writers queue instead of failing on a lock upgrade; reads stay deferred and never
+    wait for a writer thanks to WAL. Threads of one process take turns at writing
+    through a lock of their own first: waiting on it is a plain handover, where
+    SQLite's busy handler would poll with growing sleeps and leave long gaps.
     """
 
     def __init__(self, url: str) -> None:
@@ -32,6 +35,7 @@ class Database:
         writer = self.engine.execution_options(tilework_write=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
+        self._writing = threading.RLock() if self.is_sqlite else None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -40,8 +44,16 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._write() as session, session.begin():
+        with self._turn(), self._write() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        if self._writing is None:
+            yield
+            return
+        with self._writing:
+            yield
 
     def migrate(self) -> None:
         upgrade(self.engine)
