@@ -9,6 +9,7 @@ refused the target (``blocked``).
 from __future__ import annotations
 
 import email.utils
+import functools
 import http.client
 import logging
 import ssl
@@ -159,15 +160,13 @@ class HttpSender:
     def _send(
         self, url: str, body: bytes, headers: Mapping[str, str], started: float
     ) -> SendResult:
-        parsed = parse_url(url)
-        host = parsed.raw_host.decode("ascii")
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        parsed = _parts(url)
+        host, port, target = parsed.host, parsed.port, parsed.target
         addresses = resolve_checked(
             host, port, allow=self._allow, switch=WEBHOOK_SWITCH
         )
         request_headers = _request_headers(headers)
-        request_headers["Host"] = parsed.netloc.decode("ascii")
-        target = parsed.raw_path.decode("ascii") or "/"
+        request_headers["Host"] = parsed.netloc
 
         last = len(addresses) - 1
         for index, address in enumerate(addresses):
@@ -226,6 +225,31 @@ class HttpSender:
             self._pools.clear()
         for pool in pools:
             pool.close()
+
+
+@dataclass(frozen=True)
+class _UrlParts:
+    scheme: str
+    host: str
+    port: int
+    netloc: str
+    target: str
+
+
+@functools.lru_cache(maxsize=1024)
+def _parts(url: str) -> _UrlParts:
+    """The pieces of a callback URL a send needs; parsing is pure, so it is cached.
+
+    The host is still resolved and checked on every send.
+    """
+    parsed = parse_url(url)
+    return _UrlParts(
+        scheme=parsed.scheme,
+        host=parsed.raw_host.decode("ascii"),
+        port=parsed.port or (443 if parsed.scheme == "https" else 80),
+        netloc=parsed.netloc.decode("ascii"),
+        target=parsed.raw_path.decode("ascii") or "/",
+    )
 
 
 def _request_headers(headers: Mapping[str, str]) -> dict[str, str]:
