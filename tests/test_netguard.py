@@ -6,13 +6,12 @@ Nothing here connects anywhere; names other than ``localhost`` never reach DNS.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
+from fakedns import FakeDns, install
 from tilework.errors import AddressResolutionError, BlockedAddress, InvalidTargetUrl
 from tilework.netguard import (
     FETCH_SWITCH,
@@ -29,45 +28,10 @@ from tilework.netguard import (
 LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
 LOOPBACK_V6 = ipaddress.ip_network("::1/128")
 
-_real_getaddrinfo = socket.getaddrinfo
-
-
-class FakeDns:
-    """Answers for made-up names; real lookups only for localhost and literals."""
-
-    def __init__(self) -> None:
-        self.answers: dict[str, list[str]] = {}
-        self.lookups: list[str] = []
-
-    def __call__(
-        self,
-        host: Any,
-        port: Any,
-        family: int = 0,
-        type: int = 0,
-        proto: int = 0,
-        flags: int = 0,
-    ) -> list[Any]:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        self.lookups.append(name)
-        if name in self.answers:
-            return [_info(address, port) for address in self.answers[name]]
-        if name != "localhost":
-            flags |= socket.AI_NUMERICHOST
-        return _real_getaddrinfo(host, port, family, type, proto, flags)
-
-
-def _info(address: str, port: Any) -> tuple[Any, ...]:
-    if ":" in address:
-        return (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))
-    return (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
-
 
 @pytest.fixture(autouse=True)
 def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDns]:
-    fake = FakeDns()
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
-    yield fake
+    yield install(monkeypatch)
 
 
 BLOCKED = [

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from fakedns import FakeDns, install
 from tilework.errors import Cancelled, FetchError
 from tilework.media.fetch import download
 from tilework.media.ffmpeg import CancelToken
@@ -25,8 +26,6 @@ from tilework.netguard import guarded_request
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + os.urandom(300_000)
-
-_real_getaddrinfo = socket.getaddrinfo
 
 
 @dataclass
@@ -109,39 +108,9 @@ class FileServer:
             handler.wfile.write(reply.body[start : start + 65536])
 
 
-class FakeDns:
-    """Answers for made-up names; real lookups only for localhost and literals."""
-
-    def __init__(self) -> None:
-        self.answers: dict[str, list[str]] = {}
-        self.lookups: list[str] = []
-
-    def __call__(
-        self,
-        host: Any,
-        port: Any,
-        family: int = 0,
-        type: int = 0,
-        proto: int = 0,
-        flags: int = 0,
-    ) -> list[Any]:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        self.lookups.append(name)
-        if name in self.answers:
-            return [
-                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
-                for address in self.answers[name]
-            ]
-        if name != "localhost":
-            flags |= socket.AI_NUMERICHOST
-        return _real_getaddrinfo(host, port, family, type, proto, flags)
-
-
 @pytest.fixture(autouse=True)
 def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDns]:
-    fake = FakeDns()
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
-    yield fake
+    yield install(monkeypatch)
 
 
 @pytest.fixture

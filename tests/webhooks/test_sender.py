@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from fakedns import FakeDns, install
 from tilework.webhooks.sender import (
     HttpSender,
     MemorySender,
@@ -31,8 +32,6 @@ from tilework.webhooks.sender import (
 )
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-
-_real_getaddrinfo = socket.getaddrinfo
 
 
 @dataclass
@@ -135,54 +134,9 @@ class Receiver:
             handler.close_connection = True
 
 
-class FakeDns:
-    """Answers for made-up names; real lookups only for localhost and literals."""
-
-    def __init__(self) -> None:
-        self.answers: dict[str, list[str]] = {}
-        self.lookups: list[str] = []
-
-    def __call__(
-        self,
-        host: Any,
-        port: Any,
-        family: int = 0,
-        type: int = 0,
-        proto: int = 0,
-        flags: int = 0,
-    ) -> list[Any]:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        self.lookups.append(name)
-        if name in self.answers:
-            return [_info(address, port) for address in self.answers[name]]
-        if name != "localhost":
-            flags |= socket.AI_NUMERICHOST
-        return _real_getaddrinfo(host, port, family, type, proto, flags)
-
-    def names(self) -> list[str]:
-        """Lookups of anything that is not already an IP address."""
-        return [name for name in self.lookups if not _is_ip(name)]
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def _info(address: str, port: Any) -> tuple[Any, ...]:
-    if ":" in address:
-        return (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))
-    return (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
-
-
 @pytest.fixture(autouse=True)
 def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDns]:
-    fake = FakeDns()
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
-    yield fake
+    yield install(monkeypatch)
 
 
 @pytest.fixture
