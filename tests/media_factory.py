@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -141,3 +143,22 @@ def count_video_frames(path: Path) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+ESPEAK = shutil.which("espeak-ng")
+
+
+def speech_missing() -> str | None:
+    """Why spoken test media cannot be made or recognised here, or None."""
+    if ESPEAK is None:
+        return "espeak-ng is not installed"
+    if importlib.util.find_spec("faster_whisper") is None:
+        return "faster-whisper is not installed"
+    return None
+
+
+def speak(text: str, path: Path, *, rate: int = 150) -> Path:
+    """``text`` spoken by espeak-ng into the WAV file ``path``."""
+    assert ESPEAK is not None, "espeak-ng is not installed"
+    subprocess.run([ESPEAK, "-s", str(rate), "-w", str(path), text], check=True)
+    return path

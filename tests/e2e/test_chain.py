@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import opentimelineio as otio
 import pytest
 
 from harness import Api
-from media_factory import run_ffmpeg
+from media_factory import run_ffmpeg, speak
 from tilework.media.probe import probe_video
 from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.captions import Captions
@@ -27,11 +26,6 @@ from tilework.tiles.watermark import Watermark
 FIRST = "Welcome to the studio. Today we cut this video automatically."
 SECOND = "The captions follow every word we say."
 PAUSE_SECONDS = 1.5
-
-
-def speak(text: str, out: Path) -> Path:
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(out), text], check=True)
-    return out
 
 
 @pytest.fixture(scope="module")

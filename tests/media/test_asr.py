@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import sys
 import threading
 from itertools import pairwise
@@ -12,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from media_factory import ffmpeg_binary, make_silent_audio, make_video, run_ffmpeg
+from media_factory import (
+    ESPEAK,
+    ffmpeg_binary,
+    make_silent_audio,
+    make_video,
+    run_ffmpeg,
+    speak,
+)
 from tilework.config import Settings
 from tilework.errors import Cancelled, TileError
 from tilework.media.asr import (
@@ -26,8 +31,6 @@ from tilework.media.ffmpeg import CancelToken, FFmpeg
 
 pytest.importorskip("faster_whisper", reason="faster-whisper is not installed")
 
-ESPEAK = shutil.which("espeak-ng")
-SPEECH_RATE = "150"
 SENTENCES = (
     "Captions help people follow every word of a video, even with the sound off.",
     "Please open the door and bring me a glass of water from the kitchen.",
@@ -36,12 +39,6 @@ MIN_WORD_ACCURACY = 0.8
 """Measured 1.0 for both sentences with tiny.en; a slower voice once gave 0.75."""
 
 needs_espeak = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed")
-
-
-def speak(text: str, path: Path) -> Path:
-    assert ESPEAK is not None
-    subprocess.run([ESPEAK, "-s", SPEECH_RATE, "-w", str(path), text], check=True)
-    return path
 
 
 def words_of(text: str) -> list[str]:

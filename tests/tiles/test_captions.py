@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +20,6 @@ from tilework.media.probe import probe, probe_video
 from tilework.tiles.base import MediaFile, TileContext, TileOutput
 from tilework.tiles.captions import Captions, CaptionsParams
 
-ESPEAK = shutil.which("espeak-ng")
 SENTENCE = "Captions help people follow every word of a video."
 BACKGROUND = "0x3060A0"
 CHANGED = 60
@@ -32,15 +28,7 @@ SETTLE = 0.15
 """Seconds for a highlight to finish changing (scaling takes 0.1 s)."""
 
 
-def _speech_missing() -> str | None:
-    if ESPEAK is None:
-        return "espeak-ng is not installed"
-    if importlib.util.find_spec("faster_whisper") is None:
-        return "faster-whisper is not installed"
-    return None
-
-
-SPEECH_MISSING = _speech_missing()
+SPEECH_MISSING = media_factory.speech_missing()
 needs_speech = pytest.mark.skipif(
     SPEECH_MISSING is not None, reason=SPEECH_MISSING or ""
 )
@@ -48,9 +36,7 @@ needs_speech = pytest.mark.skipif(
 
 def make_talking_video(folder: Path, name: str = "talk.mp4") -> Path:
     """A flat blue picture with a sentence spoken by espeak-ng."""
-    assert ESPEAK is not None
-    speech = folder / "speech.wav"
-    subprocess.run([ESPEAK, "-s", "150", "-w", str(speech), SENTENCE], check=True)
+    speech = media_factory.speak(SENTENCE, folder / "speech.wav")
     video = folder / name
     run_ffmpeg(
         *("-f", "lavfi", "-i", f"color=c={BACKGROUND}:s=320x240:r=30"),
@@ -89,7 +75,7 @@ def media(path: Path) -> MediaFile:
 
 @pytest.fixture(scope="module")
 def talking(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if ESPEAK is None:
+    if media_factory.ESPEAK is None:
         pytest.skip("espeak-ng is not installed")
     return make_talking_video(tmp_path_factory.mktemp("speech"))
 

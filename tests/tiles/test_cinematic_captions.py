@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -28,22 +25,13 @@ from tilework.tiles.cinematic_captions import (
     calmest_band,
 )
 
-ESPEAK = shutil.which("espeak-ng")
 SENTENCE = "Every frame tells a story when the words arrive on time."
 BACKGROUND = "0x3060A0"
 CHANGED = 60
 """A pixel differing by more than this in some channel was drawn on."""
 
 
-def _speech_missing() -> str | None:
-    if ESPEAK is None:
-        return "espeak-ng is not installed"
-    if importlib.util.find_spec("faster_whisper") is None:
-        return "faster-whisper is not installed"
-    return None
-
-
-SPEECH_MISSING = _speech_missing()
+SPEECH_MISSING = media_factory.speech_missing()
 needs_speech = pytest.mark.skipif(
     SPEECH_MISSING is not None, reason=SPEECH_MISSING or ""
 )
@@ -51,9 +39,7 @@ needs_speech = pytest.mark.skipif(
 
 def make_talking_video(folder: Path, *, busy_bottom: bool = False) -> Path:
     """A flat blue picture with narration; optionally a moving pattern at the bottom."""
-    assert ESPEAK is not None
-    speech = folder / "speech.wav"
-    subprocess.run([ESPEAK, "-s", "150", "-w", str(speech), SENTENCE], check=True)
+    speech = media_factory.speak(SENTENCE, folder / "speech.wav")
     picture = f"color=c={BACKGROUND}:s=320x240:r=30"
     graph = "[0:v]null[v]"
     if busy_bottom:
@@ -97,7 +83,7 @@ def media(path: Path) -> MediaFile:
 
 @pytest.fixture(scope="module")
 def talking(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if ESPEAK is None:
+    if media_factory.ESPEAK is None:
         pytest.skip("espeak-ng is not installed")
     return make_talking_video(tmp_path_factory.mktemp("speech"))
 
