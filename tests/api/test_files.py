@@ -9,7 +9,7 @@ import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -21,7 +21,6 @@ from tilework.api.files import (
     ReceivedUpload,
     content_disposition,
     file_response,
-    receive_raw,
     receive_upload,
     sanitize_filename,
     signed_path,
@@ -75,13 +74,6 @@ def build_app(files: Path, uploads: Path, signer: UrlSigner) -> FastAPI:
     async def signed_upload(request: Request, dest: str, max: int) -> Response:
         received = await receive_upload(
             request, uploads / dest, max_bytes=max, required_fields=SIGNED_FIELDS
-        )
-        return describe(received)
-
-    @app.put("/raw/{dest}/{filename}")
-    async def raw(request: Request, dest: str, filename: str, max: int) -> Response:
-        received = await receive_raw(
-            request, uploads / dest, max_bytes=max, filename=filename
         )
         return describe(received)
 
@@ -609,34 +601,6 @@ def test_disconnect_mid_upload_leaves_no_file(files_server: LiveServer) -> None:
     while upload_dir(files_server, "gone"):
         assert time.monotonic() < deadline, "the partial upload was left behind"
         time.sleep(0.01)
-
-
-def test_raw_upload(files_server: LiveServer) -> None:
-    data = os.urandom(200_000)
-
-    with files_server.client() as client:
-        stored = client.put(
-            f"/raw/raw/{quote('clip été.mp4')}",
-            params={"max": 300_000},
-            content=data,
-            headers={"Content-Type": "video/mp4"},
-        )
-        too_big = client.put(
-            "/raw/raw-big/clip.mp4", params={"max": 1000}, content=data
-        )
-        empty = client.put("/raw/raw-empty/clip.mp4", params={"max": 1000}, content=b"")
-
-    assert stored.status_code == 200, stored.text
-    assert stored.json()["sha256"] == hashlib.sha256(data).hexdigest()
-    assert stored.json()["filename"] == "clip été.mp4"
-    assert stored.json()["content_type"] == "video/mp4"
-    assert too_big.status_code == 413
-    assert empty.status_code == 400
-    assert (
-        upload_dir(files_server, "raw-big")
-        == upload_dir(files_server, "raw-empty")
-        == []
-    )
 
 
 @pytest.mark.parametrize(

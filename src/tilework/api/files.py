@@ -4,8 +4,8 @@ Downloads go through :func:`file_response`: Starlette's ``FileResponse`` serves 
 bytes and answers Range requests, and this module adds the content type, a safe
 ``Content-Disposition`` and tolerance for malformed Range headers.
 
-Uploads are streamed straight to disk by :func:`receive_upload` (multipart forms) and
-:func:`receive_raw` (bare request bodies), with the size limit enforced while reading.
+Uploads are streamed straight to disk by :func:`receive_upload` (multipart forms),
+with the size limit enforced while reading.
 The route must take the body only through these: no ``Form``/``File`` parameters.
 """
 
@@ -209,34 +209,6 @@ async def receive_upload(
         size=sink.size,
         content_type=sink.content_type,
         fields=reader.fields,
-    )
-
-
-async def receive_raw(
-    request: Request, dest_dir: Path, *, max_bytes: int, filename: str
-) -> ReceivedUpload:
-    """Stream a bare request body (PUT or POST) to a new file in ``dest_dir``."""
-    _reject_declared_size(request, max_bytes, max_bytes)
-    content_type = _clean_media_type(request.headers.get("content-type"))
-    sink = _UploadSink(dest_dir, sanitize_filename(filename), content_type, max_bytes)
-
-    try:
-        async for chunk in request.stream():
-            sink.add(chunk)
-            await sink.flush_if_large()
-        _require_content(sink)
-        await sink.flush()
-        sink.close()
-    except BaseException:
-        sink.discard()
-        raise
-
-    logger.info("Received the upload %r (%d bytes)", sink.filename, sink.size)
-    return ReceivedUpload(
-        path=sink.path,
-        filename=sink.filename,
-        size=sink.size,
-        content_type=sink.content_type,
     )
 
 
