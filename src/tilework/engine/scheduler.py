@@ -419,7 +419,6 @@ class Scheduler:
 
         changed_ids = self._apply_plan(session, state, plan)
         session.flush()
-        state = RunState.load(session, run)
         changed = [node for node in state.nodes if node.id in changed_ids]
 
         if plan.run_end is None:
