@@ -16,8 +16,6 @@ from tilework.tiles.audio_enhance import AudioEnhance
 from tilework.tiles.reframe import Reframe
 from tilework.tiles.video_input import VideoInput
 
-SECRET = "e2e-secret-☃"
-
 
 def three_tiles(api: Api, ratio: str = "9:16") -> tuple[str, dict[str, str]]:
     return api.create_agent(
